@@ -1,0 +1,47 @@
+# digestflow — developer entry points. Every target creates .venv/ on first use.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+OUT ?= out/sample
+SAMPLE ?= out/sample-input
+RECORDS ?= 2000
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup run test lint format bench clean
+
+setup: $(STAMP)
+
+# torch first: its CPU wheel is on disk; letting pip pick torch itself pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/digestflow generate --out $(SAMPLE) --records $(RECORDS) --seed 7 --overwrite
+	$(BIN)/digestflow run --input '$(SAMPLE)/*.txt*' --output $(OUT) --overwrite
+	$(BIN)/digestflow sql $(OUT) "SELECT count(*) AS records, count(DISTINCT cluster_id) AS clusters, sum(CASE WHEN is_canonical THEN 0 ELSE 1 END) AS duplicates FROM records"
+	$(BIN)/digestflow sql $(OUT) "SELECT title, count(*) AS copies FROM records GROUP BY cluster_id, title ORDER BY copies DESC, title LIMIT 5"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m beam_jobs.bench
+
+clean:
+	rm -rf out .pytest_cache

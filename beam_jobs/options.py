@@ -1,0 +1,115 @@
+"""Command-line options of a digestflow run, as one Beam ``PipelineOptions`` subclass.
+
+Every flag here travels with the pipeline (Dataflow shows them on the job page); algorithm
+parameters are turned into frozen config dataclasses by :func:`dedup_config` and validated
+before the graph is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+from transforms.clusters import CANONICAL_POLICIES
+from transforms.dedup import DedupConfig
+from transforms.minhash import MinHashConfig
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad option, no input, output exists): one clear message."""
+
+
+class DigestflowOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--input",
+            action="append",
+            default=None,
+            help="Glob of digest dumps (local or gs://; plain, .gz or .bz2). Repeatable.",
+        )
+        parser.add_argument("--output", default=None, help="Output directory (local or gs://).")
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            default=False,
+            help="Replace an existing output directory instead of refusing to run.",
+        )
+        parser.add_argument(
+            "--digest_year",
+            type=int,
+            default=None,
+            help="Year for 'Mar 13'-style date lines (default: from the file name or path, "
+            "else the file's last-modified year).",
+        )
+        parser.add_argument(
+            "--canonical_policy",
+            choices=sorted(CANONICAL_POLICIES),
+            default="earliest",
+            help="Which record of a cluster is canonical: earliest digest_date (then "
+            "source_file, record_index), latest, or longest abstract.",
+        )
+        parser.add_argument(
+            "--threshold",
+            type=float,
+            default=0.8,
+            help="Near-duplicate Jaccard threshold (word 3-shingles, MinHash estimate).",
+        )
+        parser.add_argument("--num_perm", type=int, default=128, help="MinHash permutations.")
+        parser.add_argument(
+            "--shingle", choices=["word", "char"], default="word", help="Shingle kind."
+        )
+        parser.add_argument(
+            "--no_near_duplicates",
+            dest="near_duplicates",
+            action="store_false",
+            default=True,
+            help="Cluster exact duplicates only (skip MinHash-LSH).",
+        )
+        parser.add_argument(
+            "--output_shards",
+            type=int,
+            default=4,
+            help="Parquet files per output table (each written by one worker).",
+        )
+
+
+def unknown_options(argv: list[str]) -> list[str]:
+    """Flags no PipelineOptions class knows, each with a suggestion when one is close.
+
+    Beam itself only logs and drops such flags; a typo in ``--output`` must not run a job.
+    """
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen: dict[str, type] = {}
+    for cls in PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)  # noqa: SLF001 - the documented extension point
+    _, unknown = parser.parse_known_args(argv)
+    known = [opt for action in parser._actions for opt in action.option_strings]  # noqa: SLF001
+    messages = []
+    for arg in unknown:
+        name = arg.split("=", 1)[0]
+        if not name.startswith("-"):
+            messages.append(f"unexpected argument {arg!r}")
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        messages.append(
+            f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else "")
+        )
+    return messages
+
+
+def dedup_config(options: DigestflowOptions) -> DedupConfig:
+    try:
+        minhash = MinHashConfig(
+            num_perm=options.num_perm, shingle=options.shingle, threshold=options.threshold
+        )
+        return DedupConfig(
+            canonical_policy=options.canonical_policy,
+            near_duplicates=options.near_duplicates,
+            minhash=minhash,
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None

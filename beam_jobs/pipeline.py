@@ -1,0 +1,203 @@
+"""The digestflow pipeline: dumps -> records -> clusters -> Parquet, plus its run summary.
+
+``build_pipeline`` only wires composites (and returns the PCollections, for tests);
+``run`` validates options, prepares the output directory, runs, and writes the summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
+
+from beam_jobs.options import DigestflowOptions, UserError, dedup_config, unknown_options
+from transforms.dedup import ClusterDuplicates, DedupConfig
+from transforms.read import NAMESPACE, ParseDigests, ReadDigests
+from transforms.schema import CLUSTERS_SCHEMA, DEAD_LETTER_SCHEMA, RECORDS_SCHEMA, TABLES
+from transforms.write import WriteParquetTable
+
+# The in-process FnApiRunner: plain DirectRunner first tries to download Prism (offline: noise).
+DEFAULT_RUNNER = "FnApiRunner"
+SUMMARY_FILE = "run_summary.json"
+
+
+@dataclass
+class PipelineOutputs:
+    """The PCollections of a built pipeline, exposed for tests."""
+
+    records: beam.PCollection
+    dead_letters: beam.PCollection
+    rows: beam.PCollection
+    clusters: beam.PCollection
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    inputs: list[str],
+    output: str,
+    dedup: DedupConfig,
+    digest_year: int | None = None,
+    shards: int = 4,
+) -> PipelineOutputs:
+    parsed = p | "ReadDigests" >> ReadDigests(inputs) | "ParseDigests" >> ParseDigests(digest_year)
+    clustered = parsed.records | "ClusterDuplicates" >> ClusterDuplicates(dedup)
+    clustered.rows | "WriteRecords" >> WriteParquetTable(
+        table_dir(output, "records"), RECORDS_SCHEMA, shards
+    )
+    clustered.clusters | "WriteClusters" >> WriteParquetTable(
+        table_dir(output, "clusters"), CLUSTERS_SCHEMA, shards
+    )
+    (
+        parsed.dead_letters
+        | "DeadLetterRows" >> beam.Map(dataclasses.asdict)
+        | "WriteDeadLetters"
+        >> WriteParquetTable(table_dir(output, "dead_letter"), DEAD_LETTER_SCHEMA, 1)
+    )
+    return PipelineOutputs(parsed.records, parsed.dead_letters, clustered.rows, clustered.clusters)
+
+
+def table_dir(output: str, table: str) -> str:
+    return FileSystems.join(output, table)
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def pipeline_options(argv: list[str]) -> PipelineOptions:
+    """Parse and validate flags; raise UserError with one clear message."""
+    problems = unknown_options(argv)
+    if problems:
+        raise UserError("; ".join(problems))
+    options = PipelineOptions(argv)
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = DEFAULT_RUNNER
+    ours = options.view_as(DigestflowOptions)
+    if not ours.input:
+        raise UserError("--input is required (a glob of digest dumps; repeatable)")
+    if not ours.output:
+        raise UserError("--output is required (a directory)")
+    if ours.output_shards < 1:
+        raise UserError("--output_shards must be >= 1")
+    return options
+
+
+def check_inputs(patterns: list[str]) -> None:
+    """Local patterns must match files before anything runs (remote ones are matched by the
+    pipeline: no storage call may block a Dataflow submission)."""
+    local = [pattern for pattern in patterns if not is_remote(pattern)]
+    if not local:
+        return
+    results = FileSystems.match(local)
+    empty = [r.pattern for r in results if not r.metadata_list]
+    if empty:
+        raise UserError("no file matches " + ", ".join(repr(p) for p in empty))
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Refuse to mix a new run with an old one; with ``overwrite``, remove the old tables."""
+    if is_remote(output):
+        return
+    existing = [
+        path
+        for name in (*TABLES, SUMMARY_FILE)
+        if FileSystems.exists(path := FileSystems.join(output, name))
+    ]
+    if existing and not overwrite:
+        raise UserError(f"output {output!r} already holds a digestflow run; pass --overwrite")
+    if existing:
+        FileSystems.delete(existing)
+    try:
+        FileSystems.mkdirs(output)
+    except OSError as error:
+        if not FileSystems.exists(output):
+            raise UserError(f"cannot create output directory {output!r}: {error}") from None
+    probe = FileSystems.join(output, ".digestflow-write-probe")
+    try:
+        FileSystems.create(probe).close()
+        FileSystems.delete([probe])
+    except Exception as error:  # noqa: BLE001 - any failure here means "not writable"
+        raise UserError(f"output directory {output!r} is not writable: {error}") from None
+
+
+def ensure_tables_exist(output: str) -> None:
+    """A table with no rows still gets an (empty) Parquet file, so its view always works."""
+    import pyarrow.parquet as pq
+
+    for name, schema in TABLES.items():
+        directory = table_dir(output, name)
+        if not FileSystems.match([FileSystems.join(directory, "*.parquet")])[0].metadata_list:
+            FileSystems.mkdirs(directory) if not FileSystems.exists(directory) else None
+            with FileSystems.create(FileSystems.join(directory, "part-empty.parquet")) as fh:
+                pq.write_table(schema.empty_table(), fh)
+
+
+def counters(result: Any) -> dict[str, int]:
+    """Counters of our namespaces, committed values where the runner has them."""
+    values: dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter())["counters"]:
+        name = counter.key.metric.name
+        namespace = counter.key.metric.namespace
+        value = counter.committed if counter.committed is not None else counter.attempted
+        key = name if namespace == NAMESPACE else f"{namespace}.{name}"
+        values[key] = values.get(key, 0) + int(value or 0)
+    return values
+
+
+def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, Any]:
+    dead_by_reason = {
+        key.split(".", 1)[1]: value
+        for key, value in sorted(found.items())
+        if key.startswith("dead_letters.")
+    }
+    parsed = found.get("records_parsed", 0)
+    written = found.get("rows_clustered", 0)
+    return {
+        "output": output,
+        "files_matched": found.get("files_matched", 0),
+        "records_parsed": parsed,
+        "rows_written": written,
+        "dead_lettered": found.get("dead_letters", 0),
+        "dead_letters_by_reason": dead_by_reason,
+        "clusters": found.get("clusters", 0),
+        "every_record_written_once": parsed == written,
+        "wall_seconds": round(seconds, 2),
+        "counters": dict(sorted(found.items())),
+    }
+
+
+def run(argv: list[str]) -> dict[str, Any] | None:
+    """Run a digestflow job; returns the run summary (None for a Dataflow dry run)."""
+    options = pipeline_options(argv)
+    ours = options.view_as(DigestflowOptions)
+    config = dedup_config(ours)
+    dry_run = bool(getattr(options.view_as(GoogleCloudOptions), "dry_run", False))
+    check_inputs(ours.input)
+    if not dry_run:
+        prepare_output(ours.output, ours.overwrite)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, ours.input, ours.output, config, ours.digest_year, ours.output_shards)
+    result = pipeline.run()
+    if dry_run:
+        return None
+    result.wait_until_finish()
+    ensure_tables_exist(ours.output)
+    summary = summarize(counters(result), ours.output, time.monotonic() - started)
+    with FileSystems.create(FileSystems.join(ours.output, SUMMARY_FILE)) as fh:
+        fh.write(json.dumps(summary, indent=2, default=str).encode())
+    logging.getLogger(__name__).info("run summary: %s", summary)
+    return summary

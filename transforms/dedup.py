@@ -1,0 +1,176 @@
+"""Group records into clusters of copies of one paper, each with one canonical record.
+
+Shape of the work (every GroupByKey's worst-case key size in brackets):
+
+    records ─ KeyByText ─┬──────────────────────────────────────────┐
+                         └ DistinctTexts [copies of one text]        │
+                             ─ near duplicates: sign → LSH → verify → components
+                               (see transforms.lsh / transforms.components)
+                         CandidateGroup per text ── JoinGroups [copies of one text]
+                         GroupCandidates [records of one candidate group = one paper's copies]
+                         AssignClusters (pure: transforms.clusters.assign_clusters)
+
+Exact duplicates share a ``content_hash`` and are grouped before any MinHash work, so each
+distinct text is signed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.clusters import (
+    CANONICAL_POLICIES,
+    assign_clusters,
+    cluster_summaries,
+    record_row,
+)
+from transforms.components import ConnectedComponents
+from transforms.lsh import LshCandidatePairs, SignTexts, VerifiedSimilarPairs
+from transforms.minhash import MinHashConfig, MinHasher, estimated_jaccard
+from transforms.read import NAMESPACE
+from transforms.records import Record
+from transforms.text import normalized_text
+
+CLUSTERS = "clusters"
+ROWS = "rows"
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """How records are grouped; validated before any graph is built."""
+
+    canonical_policy: str = "earliest"
+    near_duplicates: bool = True
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    # Star each LSH bucket on its largest id too: recovers pairs a single star centre loses
+    # when similarity does not carry through the centre (measured in tests/test_lsh.py).
+    second_centre: bool = True
+    component_rounds: int = 8
+
+    def __post_init__(self) -> None:
+        if self.canonical_policy not in CANONICAL_POLICIES:
+            known = ", ".join(sorted(CANONICAL_POLICIES))
+            raise ValueError(
+                f"unknown canonical policy {self.canonical_policy!r}; choose one of: {known}"
+            )
+        if self.component_rounds < 0:
+            raise ValueError(f"component_rounds must be >= 0, got {self.component_rounds}")
+
+    @property
+    def threshold(self) -> float:
+        return self.minhash.threshold
+
+
+def text_tokens(record: Record) -> list[str]:
+    """The tokens a record's text is shingled from (title then abstract)."""
+    return normalized_text(record.title, record.abstract).split()
+
+
+class AssignClustersFn(beam.DoFn):
+    """(group key, records) -> record rows (main) and cluster rows (tagged ``clusters``)."""
+
+    def __init__(self, config: DedupConfig) -> None:
+        self._config = config
+        self._clusters = Metrics.counter(NAMESPACE, "clusters")
+        self._rows = Metrics.counter(NAMESPACE, "rows_clustered")
+        self._group_size = Metrics.distribution(NAMESPACE, "candidate_group_size")
+
+    def setup(self) -> None:
+        self._hasher = MinHasher(self._config.minhash) if self._config.near_duplicates else None
+
+    def process(self, element: tuple[str, list[Record]]) -> Iterator:
+        _, members = element
+        members = list(members)
+        self._group_size.update(len(members))
+        similarity = self._similarity(members) if self._hasher is not None else None
+        assignments = assign_clusters(
+            members, self._config.canonical_policy, similarity, self._config.threshold
+        )
+        for summary in cluster_summaries(assignments):
+            self._clusters.inc()
+            yield beam.pvalue.TaggedOutput(CLUSTERS, summary)
+        for assignment in assignments:
+            self._rows.inc()
+            yield record_row(assignment)
+
+    def _similarity(self, members: list[Record]):
+        """Estimated Jaccard between the group's distinct texts, signed once each here
+        (cheaper than shipping every record's signature through the shuffles)."""
+        texts = {m.content_hash: m for m in members}
+        if len(texts) < 2:
+            return None
+        keys = sorted(texts)
+        signatures = self._hasher.signatures([text_tokens(texts[k]) for k in keys])
+        by_hash = dict(zip(keys, signatures, strict=True))
+        return lambda a, b: estimated_jaccard(by_hash[a], by_hash[b])
+
+
+class ClusterDuplicates(beam.PTransform):
+    """Records -> ``result.rows`` (records table rows) and ``result.clusters``."""
+
+    def __init__(self, config: DedupConfig | None = None) -> None:
+        super().__init__()
+        self._config = config or DedupConfig()
+
+    def expand(self, records: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        by_text = records | "KeyByText" >> beam.Map(lambda r: (r.content_hash, r))
+        if self._config.near_duplicates:
+            by_group = by_text | "NearDuplicateGroups" >> NearDuplicateGroups(self._config)
+        else:
+            by_group = by_text
+        return (
+            by_group
+            | "GroupCandidates" >> beam.GroupByKey()
+            | "AssignClusters"
+            >> beam.ParDo(AssignClustersFn(self._config)).with_outputs(CLUSTERS, main=ROWS)
+        )
+
+
+class NearDuplicateGroups(beam.PTransform):
+    """(content_hash, record) -> (candidate group key, record).
+
+    Distinct texts are signed once, bucketed by LSH bands, candidate pairs verified against
+    the threshold, and linked into connected components; a text's group key is the smallest
+    content_hash of its component (its own hash when it has no similar text).
+    """
+
+    def __init__(self, config: DedupConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def expand(self, by_text: beam.PCollection) -> beam.PCollection:
+        cfg = self._config
+        signatures = (
+            by_text
+            | "TextOfHash"
+            >> beam.Map(lambda kv: (kv[0], normalized_text(kv[1].title, kv[1].abstract)))
+            | "DistinctTexts" >> beam.CombinePerKey(min)
+            | "Tokenize" >> beam.MapTuple(lambda key, text: (key, text.split()))
+            | "SignTexts" >> SignTexts(cfg.minhash)
+        )
+        candidates = signatures | "LshCandidatePairs" >> LshCandidatePairs.from_config(
+            cfg.minhash, second_centre=cfg.second_centre
+        )
+        labels = (
+            (candidates, signatures)
+            | "VerifiedSimilarPairs" >> VerifiedSimilarPairs(cfg.threshold)
+            | "Edges" >> beam.Map(lambda pair: (pair[0], pair[1]))
+            | "ConnectedComponents" >> ConnectedComponents(rounds=cfg.component_rounds)
+        )
+        return (
+            {"records": by_text, "label": labels}
+            | "JoinGroupLabels" >> beam.CoGroupByKey()
+            | "KeyByGroup" >> beam.FlatMap(_key_by_group)
+        )
+
+
+def _key_by_group(element) -> Iterator[tuple[str, Record]]:
+    content_hash, joined = element
+    labels = list(joined["label"])
+    group = labels[0] if labels else content_hash
+    for record in joined["records"]:
+        yield group, record

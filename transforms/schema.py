@@ -1,0 +1,83 @@
+"""The output contract: one pyarrow schema per table, with a description on every column.
+
+Writer, reader (DuckDB views), README table and tests all take the schema from here.
+Later stages add columns; existing names are never renamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+ROWS_PER_ROW_GROUP = 128 * 1024
+
+
+def _field(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+RECORD_FIELDS: list[pa.Field] = [
+    _field("record_id", pa.string(), "Stable id: hash of (source_file, record_index).", False),
+    _field("source_file", pa.string(), "Path of the dump the record was read from.", False),
+    _field("record_index", pa.int64(), "0-based record slot in its file.", False),
+    _field("digest_date", pa.date32(), "Date of the digest page (see 'Dates'); null if unknown."),
+    _field("title", pa.string(), "Cleaned title (HTML entities, NFKC, whitespace).", False),
+    _field("abstract", pa.string(), "Cleaned abstract.", False),
+    _field(
+        "content_hash", pa.string(), "Hash of the case-folded word tokens of title+abstract.", False
+    ),
+    _field("code_urls", pa.list_(pa.string()), "Links found in the abstract, in order.", False),
+    _field("cluster_id", pa.string(), "record_id of the cluster's canonical record.", False),
+    _field("is_canonical", pa.bool_(), "Exactly one row per cluster is canonical.", False),
+    _field("duplicate_of", pa.string(), "Canonical record_id; null on canonical rows."),
+    _field(
+        "similarity",
+        pa.float32(),
+        "Similarity to the canonical (1.0 exact); null on canonical rows.",
+    ),
+    _field("dup_kind", pa.string(), "'exact' | 'near'; null on canonical rows."),
+]
+
+DEAD_LETTER_FIELDS: list[pa.Field] = [
+    _field("source_file", pa.string(), "File the input came from.", False),
+    _field("record_index", pa.int64(), "Record slot it occupied; null for file-level failures."),
+    _field("reason", pa.string(), "Why it is not a record (see 'Dead letters').", False),
+    _field("excerpt", pa.string(), "At most 200 characters of the raw input or the error.", False),
+]
+
+CLUSTER_FIELDS: list[pa.Field] = [
+    _field("cluster_id", pa.string(), "Same as records.cluster_id.", False),
+    _field("canonical_record_id", pa.string(), "record_id of the canonical record.", False),
+    _field("size", pa.int64(), "Number of records in the cluster.", False),
+    _field("distinct_texts", pa.int64(), "Number of distinct content_hash values in it.", False),
+    _field("first_digest_date", pa.date32(), "Earliest digest_date of its records."),
+    _field("last_digest_date", pa.date32(), "Latest digest_date of its records."),
+]
+
+RECORDS_SCHEMA = pa.schema(RECORD_FIELDS)
+DEAD_LETTER_SCHEMA = pa.schema(DEAD_LETTER_FIELDS)
+CLUSTERS_SCHEMA = pa.schema(CLUSTER_FIELDS)
+
+TABLES: dict[str, pa.Schema] = {
+    "records": RECORDS_SCHEMA,
+    "clusters": CLUSTERS_SCHEMA,
+    "dead_letter": DEAD_LETTER_SCHEMA,
+}
+
+
+def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts keyed by column name) -> a table that conforms to ``schema`` exactly."""
+    return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+def markdown_table(schema: pa.Schema) -> str:
+    """The column table README.md shows for ``schema`` (a test keeps them in sync)."""
+    lines = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]
+    for field in schema:
+        doc = (field.metadata or {}).get(b"doc", b"").decode()
+        lines.append(
+            f"| `{field.name}` | {field.type} | {'yes' if field.nullable else 'no'} | {doc} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,636 @@
+"""Topic and paper-type tags for embedded papers.
+
+Topics are zero-shot: a paper is compared (cosine) with one prototype per topic, the
+normalised mean embedding of the topic's description and example phrases from
+``data/taxonomy.toml``. No classifier is trained, so adding a topic is a TOML edit, and the
+labelled seed set (``tests/data/seed_topic_labels.jsonl``) is only used to calibrate three
+numbers (threshold, margin, cap) and to measure micro-F1.
+
+Paper types (``survey``, ``benchmark``, ``has-code``) are regular-expression rules over title,
+abstract and links: they are about the *form* of a paper, which embeddings capture poorly.
+
+Everything but :class:`TagPapers` is pure (numpy in, Python out) and unit-tested without Beam;
+the prototypes are embedded once per pipeline in a small side-input branch that reuses
+:class:`transforms.embed.EmbedTexts`, so they come from the very model that embeds the papers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.text import tokens
+
+DEFAULT_TAXONOMY = Path(__file__).resolve().parent / "data" / "taxonomy.toml"
+SURVEY, BENCHMARK, HAS_CODE = "survey", "benchmark", "has-code"
+PAPER_TYPES = (SURVEY, BENCHMARK, HAS_CODE)
+_TOPIC_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MIN_EXAMPLES = 3
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy file is malformed; the message names the file and the offending entry."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    description: str
+    examples: tuple[str, ...]
+    threshold: float | None = None
+
+    def prototype_texts(self) -> tuple[str, ...]:
+        return (self.description, *self.examples)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """How scores become topics; see :func:`assign_topics`."""
+
+    threshold: float
+    margin: float
+    max_topics: int
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a paper is compared with a topic; see :func:`tag_scores`."""
+
+    top_k: int = 3
+    center: bool = True
+
+
+@dataclass(frozen=True)
+class PaperTypeRules:
+    survey_title: tuple[re.Pattern[str], ...]
+    survey_abstract: tuple[re.Pattern[str], ...]
+    benchmark_title: tuple[re.Pattern[str], ...]
+    benchmark_abstract: tuple[re.Pattern[str], ...]
+    benchmark_lead_chars: int
+    ignore_urls: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    topics: tuple[Topic, ...]
+    assignment: Assignment
+    rules: PaperTypeRules
+    scoring: Scoring = Scoring()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(topic.name for topic in self.topics)
+
+    def thresholds(self) -> np.ndarray:
+        """Per-topic thresholds (the topic's own, else the default), in topic order."""
+        default = self.assignment.threshold
+        return np.array(
+            [default if t.threshold is None else t.threshold for t in self.topics],
+            dtype=np.float32,
+        )
+
+
+# --------------------------------------------------------------------------- taxonomy file
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """Read and validate a taxonomy TOML (default: the packaged ``data/taxonomy.toml``)."""
+    path = Path(path) if path is not None else DEFAULT_TAXONOMY
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise TaxonomyError(f"{path}: taxonomy file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise TaxonomyError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_taxonomy(data, source=str(path))
+
+
+def parse_taxonomy(data: Mapping[str, Any], source: str = "<taxonomy>") -> Taxonomy:
+    """Validate parsed TOML into a :class:`Taxonomy`; every error names ``source`` and entry."""
+
+    def fail(message: str) -> TaxonomyError:
+        return TaxonomyError(f"{source}: {message}")
+
+    if data.get("schema_version") != 1:
+        raise fail(f"schema_version must be 1, got {data.get('schema_version')!r}")
+    assignment = _parse_assignment(data.get("assignment"), fail)
+    raw_topics = data.get("topics")
+    if not isinstance(raw_topics, Mapping) or not raw_topics:
+        raise fail("[topics] must define at least one topic")
+    topics = tuple(_parse_topic(name, entry, fail) for name, entry in raw_topics.items())
+    clashes = set(t.name for t in topics) & set(PAPER_TYPES)
+    if clashes:
+        raise fail(f"topic names clash with paper types: {sorted(clashes)}")
+    rules = _parse_rules(data.get("paper_types"), fail)
+    scoring = _parse_scoring(data.get("scoring", {}), fail)
+    unknown = set(data) - {"schema_version", "assignment", "scoring", "topics", "paper_types"}
+    if unknown:
+        raise fail(f"unknown top-level keys {sorted(unknown)}")
+    return Taxonomy(topics=topics, assignment=assignment, rules=rules, scoring=scoring)
+
+
+def _parse_scoring(raw: Any, fail) -> Scoring:
+    if not isinstance(raw, Mapping) or set(raw) - {"top_k", "center"}:
+        raise fail("[scoring] may only set top_k (integer >= 0) and center (boolean)")
+    top_k, center = raw.get("top_k", Scoring.top_k), raw.get("center", Scoring.center)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
+        raise fail(f"[scoring].top_k must be an integer >= 0, got {top_k!r}")
+    if not isinstance(center, bool):
+        raise fail(f"[scoring].center must be true or false, got {center!r}")
+    return Scoring(top_k, center)
+
+
+def _parse_assignment(raw: Any, fail) -> Assignment:
+    if not isinstance(raw, Mapping):
+        raise fail("missing [assignment] table (threshold, margin, max_topics)")
+    unknown = set(raw) - {"threshold", "margin", "max_topics"}
+    if unknown:
+        raise fail(f"[assignment] has unknown keys {sorted(unknown)}")
+    try:
+        threshold, margin, max_topics = raw["threshold"], raw["margin"], raw["max_topics"]
+    except KeyError as exc:
+        raise fail(f"[assignment] is missing {exc.args[0]!r}") from exc
+    _check_score("[assignment].threshold", threshold, fail)
+    if not isinstance(margin, int | float) or isinstance(margin, bool) or not 0 <= margin <= 2:
+        raise fail(f"[assignment].margin must be a number in [0, 2], got {margin!r}")
+    if not isinstance(max_topics, int) or isinstance(max_topics, bool) or max_topics < 1:
+        raise fail(f"[assignment].max_topics must be an integer >= 1, got {max_topics!r}")
+    return Assignment(float(threshold), float(margin), max_topics)
+
+
+def _check_score(where: str, value: Any, fail) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not -1 <= value <= 1:
+        raise fail(f"{where} must be a cosine in [-1, 1], got {value!r}")
+
+
+def _parse_topic(name: str, entry: Any, fail) -> Topic:
+    where = f"[topics.{name}]"
+    if not _TOPIC_NAME.match(name):
+        raise fail(f"{where}: topic names are lowercase words joined by '-'")
+    if not isinstance(entry, Mapping):
+        raise fail(f"{where} must be a table")
+    unknown = set(entry) - {"description", "examples", "threshold"}
+    if unknown:
+        raise fail(f"{where} has unknown keys {sorted(unknown)}")
+    description = entry.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise fail(f"{where}.description must be a non-empty string")
+    examples = entry.get("examples")
+    if (
+        not isinstance(examples, list)
+        or len(examples) < MIN_EXAMPLES
+        or not all(isinstance(e, str) and e.strip() for e in examples)
+    ):
+        raise fail(f"{where}.examples must list at least {MIN_EXAMPLES} non-empty strings")
+    threshold = entry.get("threshold")
+    if threshold is not None:
+        _check_score(f"{where}.threshold", threshold, fail)
+        threshold = float(threshold)
+    return Topic(name, description.strip(), tuple(e.strip() for e in examples), threshold)
+
+
+def _parse_rules(raw: Any, fail) -> PaperTypeRules:
+    if not isinstance(raw, Mapping):
+        raise fail("missing [paper_types] tables (survey, benchmark, has-code)")
+    expected = {
+        SURVEY: ("title_patterns", "abstract_patterns"),
+        BENCHMARK: ("title_patterns", "abstract_patterns"),
+        HAS_CODE: ("ignore_urls",),
+    }
+    unknown = set(raw) - set(expected)
+    if unknown:
+        raise fail(f"[paper_types] has unknown tables {sorted(unknown)}")
+    lead = raw.get(BENCHMARK, {}).get("abstract_lead_chars", 300)
+    if not isinstance(lead, int) or isinstance(lead, bool) or lead < 1:
+        raise fail(f"[paper_types.benchmark].abstract_lead_chars must be >= 1, got {lead!r}")
+    compiled: dict[tuple[str, str], tuple[re.Pattern[str], ...]] = {}
+    for kind, keys in expected.items():
+        table = raw.get(kind)
+        if not isinstance(table, Mapping):
+            raise fail(f"missing [paper_types.{kind}] table")
+        for key in keys:
+            compiled[kind, key] = _compile_patterns(f"[paper_types.{kind}].{key}", table, key, fail)
+    return PaperTypeRules(
+        survey_title=compiled[SURVEY, "title_patterns"],
+        survey_abstract=compiled[SURVEY, "abstract_patterns"],
+        benchmark_title=compiled[BENCHMARK, "title_patterns"],
+        benchmark_abstract=compiled[BENCHMARK, "abstract_patterns"],
+        benchmark_lead_chars=lead,
+        ignore_urls=compiled[HAS_CODE, "ignore_urls"],
+    )
+
+
+def _compile_patterns(where: str, table: Mapping, key: str, fail) -> tuple[re.Pattern[str], ...]:
+    patterns = table.get(key)
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise fail(f"{where} must be a list of regular expressions")
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern, re.IGNORECASE))
+        except re.error as exc:
+            raise fail(f"{where}: bad regular expression {pattern!r}: {exc}") from exc
+    return tuple(compiled)
+
+
+# --------------------------------------------------------------------------- prototypes & scores
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """The embedded prototype texts of every topic, ready for scoring.
+
+    ``center`` is the mean embedding of all prototype texts; subtracting it before the cosine
+    removes what every ML text shares, so scores measure the *topic* part (data-free: it
+    depends on the taxonomy only, never on the corpus being tagged). ``texts`` holds the
+    centred, normalised text vectors, ``topic_of`` the topic index of each row, and
+    ``matrix`` the classic prototypes: normalised mean of each topic's rows.
+    """
+
+    names: tuple[str, ...]
+    center: np.ndarray
+    texts: np.ndarray
+    topic_of: np.ndarray
+    matrix: np.ndarray
+
+
+def prototype_pairs(taxonomy: Taxonomy) -> list[tuple[str, str]]:
+    """(topic, text) for every description and example: the texts to embed once."""
+    return [(t.name, text) for t in taxonomy.topics for text in t.prototype_texts()]
+
+
+def build_prototypes(
+    embedded: Iterable[tuple[str, np.ndarray]], names: Sequence[str], center: bool = True
+) -> Prototypes:
+    """Centre, normalise and group the embedded prototype texts by topic.
+
+    Fails loudly if a topic got no vector (its texts were dead-lettered): tagging with a
+    missing topic would be silently wrong.
+    """
+    index = {name: i for i, name in enumerate(names)}
+    rows: list[np.ndarray] = []
+    topic_of: list[int] = []
+    for name, vector in embedded:
+        if name not in index:
+            raise ValueError(f"embedded prototype text for unknown topic {name!r}")
+        rows.append(np.asarray(vector, dtype=np.float32))
+        topic_of.append(index[name])
+    missing = sorted(set(names) - {names[i] for i in topic_of})
+    if missing:
+        raise ValueError(f"no embedded prototype texts for topics {missing}")
+    order = np.argsort(topic_of, kind="stable")
+    vectors = np.stack(rows)[order]
+    topics = np.asarray(topic_of, dtype=np.int32)[order]
+    mean = vectors.mean(axis=0) if center else np.zeros(vectors.shape[1], np.float32)
+    texts = _unit(vectors - mean)
+    matrix = _unit(np.stack([texts[topics == k].mean(axis=0) for k in range(len(names))]))
+    return Prototypes(tuple(names), mean.astype(np.float32), texts, topics, matrix)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def tag_scores(embedding: np.ndarray, prototypes: Prototypes, top_k: int = 3) -> np.ndarray:
+    """Topic scores of one paper (shape: topics) or many (papers x topics).
+
+    Score = mean cosine of the centred paper embedding with the ``top_k`` nearest prototype
+    texts of the topic. Broad topics have several facets (multimodal: CLIP-style models *and*
+    text-to-image generation); averaging all of them into one prototype dilutes a paper that
+    matches one facet strongly, the top-k mean does not. ``top_k=0`` scores against the
+    classic mean prototype (``prototypes.matrix``) instead.
+    """
+    x = _unit(np.asarray(embedding, dtype=np.float32) - prototypes.center)
+    if top_k == 0:
+        return x @ prototypes.matrix.T
+    sims = x @ prototypes.texts.T
+    columns = []
+    for k in range(len(prototypes.names)):
+        topic = sims[..., prototypes.topic_of == k]
+        kk = min(top_k, topic.shape[-1])
+        columns.append(np.sort(topic, axis=-1)[..., -kk:].mean(axis=-1))
+    return np.stack(columns, axis=-1)
+
+
+def assign_topics(
+    scores: np.ndarray,
+    names: Sequence[str],
+    thresholds: np.ndarray | float,
+    margin: float,
+    max_topics: int,
+) -> list[str]:
+    """Topics for one paper, best first.
+
+    The best topic always (a paper is about *something*); others when they pass their
+    threshold *and* are within ``margin`` of the best: the margin keeps a paper whose scores
+    are all high (long, generic abstracts) from collecting every topic, the threshold keeps a
+    distant runner-up out. At most ``max_topics``.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    order = np.argsort(-scores, kind="stable")
+    best = scores[order[0]]
+    limits = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), scores.shape)
+    chosen = [names[order[0]]]
+    for index in order[1:max_topics]:
+        if scores[index] >= limits[index] and scores[index] >= best - margin:
+            chosen.append(names[index])
+    return chosen
+
+
+def paper_type_tags(
+    title: str, abstract: str, code_urls: Sequence[str], rules: PaperTypeRules | None = None
+) -> list[str]:
+    """``survey`` / ``benchmark`` / ``has-code`` by the rules of the taxonomy file.
+
+    ``has-code``: digests keep an abstract's links to code and project pages, so any link that
+    is not a citation (arXiv, DOI, Wikipedia: ``ignore_urls``) counts.
+    """
+    rules = rules or load_taxonomy().rules
+    tags = []
+    if _matches(rules.survey_title, title) or _matches(rules.survey_abstract, abstract):
+        tags.append(SURVEY)
+    lead = abstract[: rules.benchmark_lead_chars]
+    if _matches(rules.benchmark_title, title) or _matches(rules.benchmark_abstract, lead):
+        tags.append(BENCHMARK)
+    if any(not _matches(rules.ignore_urls, url) for url in code_urls):
+        tags.append(HAS_CODE)
+    return tags
+
+
+def _matches(patterns: Sequence[re.Pattern[str]], text: str) -> bool:
+    return any(p.search(text) for p in patterns)
+
+
+def tag_paper(
+    embedding: np.ndarray,
+    title: str,
+    abstract: str,
+    code_urls: Sequence[str],
+    taxonomy: Taxonomy,
+    prototypes: Prototypes,
+) -> tuple[list[str], list[tuple[str, float]]]:
+    """(topics + paper types, [(topic, score)] in taxonomy order) for one paper."""
+    scores = tag_scores(embedding, prototypes, taxonomy.scoring.top_k)
+    a = taxonomy.assignment
+    topics = assign_topics(scores, prototypes.names, taxonomy.thresholds(), a.margin, a.max_topics)
+    types = paper_type_tags(title, abstract, code_urls, taxonomy.rules)
+    return topics + types, [
+        (n, round(float(s), 4)) for n, s in zip(prototypes.names, scores, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- Beam
+
+
+class _TagDoFn(beam.DoFn):
+    """Thin adapter over :func:`tag_paper`; prototypes arrive as a singleton side input."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self._taxonomy = taxonomy
+
+    def process(self, element, prototypes: Prototypes):
+        key, embedding, title, abstract, code_urls = element
+        tags, scores = tag_paper(embedding, title, abstract, code_urls, self._taxonomy, prototypes)
+        yield key, tags, scores
+
+
+class TagPapers(beam.PTransform):
+    """(key, embedding, title, abstract, code_urls) -> (key, tags, [(topic, score)]).
+
+    ``embed_config`` must be the one the papers were embedded with (same model): the
+    prototypes are embedded here, once per pipeline, by a side branch through
+    :class:`~transforms.embed.EmbedTexts`, then averaged into a singleton side input.
+    """
+
+    def __init__(self, taxonomy: Taxonomy | None = None, embed_config=None) -> None:
+        super().__init__()
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.embed_config = embed_config
+
+    def expand(self, papers: beam.PCollection) -> beam.PCollection:
+        from transforms.embed import EmbedConfig, EmbedTexts
+
+        names = self.taxonomy.names
+        embedded = (
+            papers.pipeline
+            | "PrototypeTexts" >> beam.Create(prototype_pairs(self.taxonomy))
+            | "EmbedPrototypes" >> EmbedTexts(self.embed_config or EmbedConfig())
+        ).embeddings
+        prototypes = (
+            embedded
+            | "CollectPrototypes" >> beam.combiners.ToList()
+            | "BuildPrototypes" >> beam.Map(build_prototypes, names, self.taxonomy.scoring.center)
+        )
+        return papers | "Tag" >> beam.ParDo(
+            _TagDoFn(self.taxonomy), prototypes=beam.pvalue.AsSingleton(prototypes)
+        )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class LabelledPaper:
+    title: str
+    topics: frozenset[str]
+    paper_type: frozenset[str]
+
+
+def load_labels(path: str | Path, taxonomy: Taxonomy | None = None) -> list[LabelledPaper]:
+    """Read the labelled seed set (JSON lines: title, topics, paper_type), validating names."""
+    names = set((taxonomy or load_taxonomy()).names)
+    labels = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        unknown = (set(row["topics"]) - names) | (set(row["paper_type"]) - {SURVEY, BENCHMARK})
+        if unknown or not row["topics"]:
+            raise ValueError(f"{path}:{number}: unknown or missing labels {sorted(unknown)}")
+        labels.append(
+            LabelledPaper(row["title"], frozenset(row["topics"]), frozenset(row["paper_type"]))
+        )
+    return labels
+
+
+def title_key(title: str) -> str:
+    """Match key for titles: case-folded tokens, so scrape noise does not break the join."""
+    return " ".join(tokens(title))
+
+
+def evaluate_tags(
+    predicted: Sequence[Iterable[str]], gold: Sequence[Iterable[str]]
+) -> dict[str, Any]:
+    """Micro precision/recall/F1 over (paper, tag) pairs, plus per-tag F1 and counts."""
+    if len(predicted) != len(gold):
+        raise ValueError(f"{len(predicted)} predictions for {len(gold)} gold label sets")
+    per_tag: dict[str, list[int]] = {}
+    tp = fp = fn = 0
+    for pred, true in zip(predicted, gold, strict=True):
+        pred, true = set(pred), set(true)
+        for tag in pred | true:
+            counts = per_tag.setdefault(tag, [0, 0, 0])
+            counts[0] += tag in pred and tag in true
+            counts[1] += tag in pred and tag not in true
+            counts[2] += tag in true and tag not in pred
+        tp += len(pred & true)
+        fp += len(pred - true)
+        fn += len(true - pred)
+    precision, recall, f1 = _prf(tp, fp, fn)
+    return {
+        "papers": len(gold),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "per_tag": {tag: round(_prf(*c)[2], 4) for tag, c in sorted(per_tag.items())},
+        "support": {tag: c[0] + c[2] for tag, c in sorted(per_tag.items())},
+    }
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def predict_topics(
+    scores: np.ndarray, names: Sequence[str], assignment: Assignment, thresholds=None
+) -> list[list[str]]:
+    """:func:`assign_topics` over a papers x topics score matrix."""
+    limits = assignment.threshold if thresholds is None else thresholds
+    return [
+        assign_topics(row, names, limits, assignment.margin, assignment.max_topics)
+        for row in scores
+    ]
+
+
+# Coarse on purpose: ~50 labelled papers per distinct setting would be needed to trust finer.
+THRESHOLD_GRID = tuple(round(float(x), 2) for x in np.arange(0.0, 0.61, 0.02))
+MARGIN_GRID = tuple(round(float(x), 2) for x in np.arange(0.0, 0.41, 0.02))
+MAX_TOPICS_GRID = (1, 2, 3)
+
+
+def calibrate(
+    scores: np.ndarray, gold: Sequence[Iterable[str]], names: Sequence[str]
+) -> tuple[Assignment, float]:
+    """Global (threshold, margin, max_topics) maximising micro-F1 on ``scores``/``gold``.
+
+    One global threshold rather than one per topic: with ~10-60 labelled papers per topic,
+    per-topic thresholds fit the sample, not the topic (see :func:`cross_validate`).
+    """
+    best: tuple[float, Assignment] | None = None
+    for threshold, margin, max_topics in itertools.product(
+        THRESHOLD_GRID, MARGIN_GRID, MAX_TOPICS_GRID
+    ):
+        assignment = Assignment(threshold, margin, max_topics)
+        f1 = evaluate_tags(predict_topics(scores, names, assignment), gold)["f1"]
+        if best is None or f1 > best[0] + 1e-9:
+            best = (f1, assignment)
+    assert best is not None
+    return best[1], best[0]
+
+
+def cross_validate(
+    scores: np.ndarray, gold: Sequence[Iterable[str]], names: Sequence[str], folds: int = 5
+) -> dict[str, Any]:
+    """k-fold estimate of micro-F1 for :func:`calibrate` (calibrate on k-1 folds, predict the
+    held-out fold, pool all held-out predictions). Deterministic: paper i is in fold i % k."""
+    gold = [set(g) for g in gold]
+    predicted: list[list[str]] = [[] for _ in gold]
+    chosen = []
+    for fold in range(folds):
+        train = [i for i in range(len(gold)) if i % folds != fold]
+        test = [i for i in range(len(gold)) if i % folds == fold]
+        assignment, _ = calibrate(scores[train], [gold[i] for i in train], names)
+        chosen.append(assignment)
+        for i, tags in zip(test, predict_topics(scores[test], names, assignment), strict=True):
+            predicted[i] = tags
+    return {**evaluate_tags(predicted, gold), "assignments": chosen}
+
+
+# --------------------------------------------------------------------------- seed-set benchmark
+
+DEFAULT_LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "seed_topic_labels.jsonl"
+
+
+def read_seed_papers(seeds_dir: str | Path) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """title_key -> (title, abstract, code_urls) of every paper in the seed dumps (``*.txt``),
+    parsed by the pipeline's own parser so labels join on the titles the pipeline sees."""
+    from transforms.parse import FileContext, parse_lines
+    from transforms.records import Record
+
+    papers: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+    for path in sorted(Path(seeds_dir).glob("*.txt")):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for item in parse_lines(lines, FileContext(str(path))):
+            if isinstance(item, Record):
+                papers.setdefault(
+                    title_key(item.title), (item.title, item.abstract, item.code_urls)
+                )
+    return papers
+
+
+def evaluate_on_seeds(
+    seeds_dir: str | Path,
+    labels_path: str | Path = DEFAULT_LABELS,
+    taxonomy: Taxonomy | None = None,
+    embed_config=None,
+    folds: int = 5,
+) -> dict[str, Any]:
+    """Tag the labelled seed papers with the real model and score them (for ``make bench``).
+
+    Returns micro P/R/F1 of the topics with the taxonomy's own settings (``topics``), the
+    best global settings on this set (``calibrated``, in-sample) and their k-fold estimate
+    (``cross_validated``), and of the survey/benchmark rules (``paper_types``). Embeds with
+    the pipeline's handler outside Beam: same model, same text template.
+    """
+    from transforms.embed import EmbedConfig, SentenceTransformerHandler, embedding_text
+
+    taxonomy = taxonomy or load_taxonomy()
+    labels = load_labels(labels_path, taxonomy)
+    papers = read_seed_papers(seeds_dir)
+    found = [
+        (label, papers[title_key(label.title)])
+        for label in labels
+        if title_key(label.title) in papers
+    ]
+    if not found:
+        raise ValueError(f"none of the {len(labels)} labelled titles is in {seeds_dir}")
+    handler = SentenceTransformerHandler(embed_config or EmbedConfig())
+    model = handler.load_model()
+    texts = [embedding_text(title, abstract) for _, (title, abstract, _) in found]
+    embeddings = np.stack(list(handler.run_inference(texts, model)))
+    pairs = prototype_pairs(taxonomy)
+    vectors = handler.run_inference([text for _, text in pairs], model)
+    prototypes = build_prototypes(
+        zip([name for name, _ in pairs], vectors, strict=True),
+        taxonomy.names,
+        taxonomy.scoring.center,
+    )
+    scores = tag_scores(embeddings, prototypes, taxonomy.scoring.top_k)
+    gold = [label.topics for label, _ in found]
+    names = taxonomy.names
+    predicted = predict_topics(scores, names, taxonomy.assignment, taxonomy.thresholds())
+    calibrated, calibrated_f1 = calibrate(scores, gold, names)
+    types = [
+        [t for t in paper_type_tags(title, abstract, urls, taxonomy.rules) if t != HAS_CODE]
+        for _, (title, abstract, urls) in found
+    ]
+    return {
+        "labelled": len(labels),
+        "found": len(found),
+        "topics": evaluate_tags(predicted, gold),
+        "calibrated": {"assignment": calibrated, "f1": calibrated_f1},
+        "cross_validated": cross_validate(scores, gold, names, folds),
+        "paper_types": evaluate_tags(types, [label.paper_type for label, _ in found]),
+    }

@@ -1,0 +1,60 @@
+"""Text cleaning and normalization shared by the parser, the deduplicator and the embedder.
+
+Two levels, on purpose:
+- ``clean_text`` keeps what a reader sees (case, punctuation) and only undoes scrape noise:
+  HTML entities, Unicode compatibility forms (NFKC), invisible characters, runs of whitespace.
+- ``tokens`` goes further (case-folded word tokens) and defines *textual identity*: two records
+  with the same tokens are exact duplicates (same ``content_hash``) and shingles are built on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff\x00-\x08\x0b-\x1f\x7f]")
+_WHITESPACE = re.compile(r"\s+")
+_WORD = re.compile(r"\w+")
+# Stops before whitespace, quotes, brackets; trailing sentence punctuation is trimmed below.
+_URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
+_URL_TRAILING = ".,;:!?"
+
+
+def clean_text(text: str) -> str:
+    """Undo scrape noise while keeping the text as written.
+
+    HTML entities are unescaped until stable (scrapers double-escape: ``&amp;amp;``).
+    """
+    previous = None
+    while previous != text:
+        previous, text = text, html.unescape(text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def tokens(text: str) -> list[str]:
+    """Case-folded word tokens of already-cleaned text: the unit of textual identity."""
+    return _WORD.findall(text.casefold())
+
+
+def normalized_text(title: str, abstract: str) -> str:
+    """Title and abstract reduced to their tokens; equal strings mean exact duplicates."""
+    return " ".join(tokens(title)) + "\n" + " ".join(tokens(abstract))
+
+
+def content_hash(title: str, abstract: str) -> str:
+    """SHA-256 (hex, 32 chars kept) of :func:`normalized_text`."""
+    return hashlib.sha256(normalized_text(title, abstract).encode("utf-8")).hexdigest()[:32]
+
+
+def code_urls(text: str) -> tuple[str, ...]:
+    """Links in ``text`` in order of appearance, without duplicates or trailing punctuation."""
+    seen: dict[str, None] = {}
+    for match in _URL.finditer(text):
+        url = match.group(0).rstrip(_URL_TRAILING)
+        if len(url) > len("https://"):
+            seen.setdefault(url, None)
+    return tuple(seen)
