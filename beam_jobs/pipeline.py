@@ -54,22 +54,32 @@ def build_pipeline(
     parsed = p | "ReadDigests" >> ReadDigests(inputs) | "ParseDigests" >> ParseDigests(digest_year)
     clustered = parsed.records | "ClusterDuplicates" >> ClusterDuplicates(dedup)
     clustered.rows | "WriteRecords" >> WriteParquetTable(
-        table_dir(output, "records"), RECORDS_SCHEMA, shards
+        table_dir(output, "records"), RECORDS_SCHEMA, temp_dir(output, "records"), shards
     )
     clustered.clusters | "WriteClusters" >> WriteParquetTable(
-        table_dir(output, "clusters"), CLUSTERS_SCHEMA, shards
+        table_dir(output, "clusters"), CLUSTERS_SCHEMA, temp_dir(output, "clusters"), shards
     )
     (
         parsed.dead_letters
         | "DeadLetterRows" >> beam.Map(dataclasses.asdict)
         | "WriteDeadLetters"
-        >> WriteParquetTable(table_dir(output, "dead_letter"), DEAD_LETTER_SCHEMA, 1)
+        >> WriteParquetTable(
+            table_dir(output, "dead_letter"),
+            DEAD_LETTER_SCHEMA,
+            temp_dir(output, "dead_letter"),
+            shards=1,
+        )
     )
     return PipelineOutputs(parsed.records, parsed.dead_letters, clustered.rows, clustered.clusters)
 
 
 def table_dir(output: str, table: str) -> str:
     return FileSystems.join(output, table)
+
+
+def temp_dir(output: str, table: str) -> str:
+    """Where a table's files are written before they are moved into place (removed after)."""
+    return FileSystems.join(output, f"_tmp_{table}")
 
 
 def is_remote(path: str) -> bool:
@@ -113,7 +123,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
         return
     existing = [
         path
-        for name in (*TABLES, SUMMARY_FILE)
+        for name in (*TABLES, *(f"_tmp_{t}" for t in TABLES), SUMMARY_FILE)
         if FileSystems.exists(path := FileSystems.join(output, name))
     ]
     if existing and not overwrite:
@@ -133,12 +143,16 @@ def prepare_output(output: str, overwrite: bool) -> None:
         raise UserError(f"output directory {output!r} is not writable: {error}") from None
 
 
-def ensure_tables_exist(output: str) -> None:
-    """A table with no rows still gets an (empty) Parquet file, so its view always works."""
+def finalize_output(output: str) -> None:
+    """Remove WriteToFiles' leftover temp directories, and give a table with no rows an
+    empty Parquet file so its DuckDB view always works."""
     import pyarrow.parquet as pq
 
     for name, schema in TABLES.items():
         directory = table_dir(output, name)
+        scratch = temp_dir(output, name)
+        if FileSystems.exists(scratch):
+            FileSystems.delete([scratch])
         if not FileSystems.match([FileSystems.join(directory, "*.parquet")])[0].metadata_list:
             FileSystems.mkdirs(directory) if not FileSystems.exists(directory) else None
             with FileSystems.create(FileSystems.join(directory, "part-empty.parquet")) as fh:
@@ -195,7 +209,7 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     if dry_run:
         return None
     result.wait_until_finish()
-    ensure_tables_exist(ours.output)
+    finalize_output(ours.output)
     summary = summarize(counters(result), ours.output, time.monotonic() - started)
     with FileSystems.create(FileSystems.join(ours.output, SUMMARY_FILE)) as fh:
         fh.write(json.dumps(summary, indent=2, default=str).encode())

@@ -126,6 +126,7 @@ class SentenceTransformerHandler(ModelHandler[str, np.ndarray, Any]):
         )
 
     def load_model(self) -> Any:
+        self.set_environment_vars()  # offline even when called outside RunInference
         from sentence_transformers import SentenceTransformer  # heavy: import on workers only
 
         model = SentenceTransformer(
@@ -203,15 +204,20 @@ class EmbedTexts(beam.PTransform):
     whose inference raises fails whole (one message per key) instead of failing the pipeline.
     """
 
-    def __init__(self, config: EmbedConfig | None = None) -> None:
+    def __init__(
+        self, config: EmbedConfig | None = None, handler: ModelHandler | None = None
+    ) -> None:
+        """``handler`` replaces the sentence-transformers handler built from ``config``
+        (another model behind the same (key, text) -> (key, vector) contract)."""
         super().__init__()
         self.config = config or EmbedConfig()
+        self.handler = handler or SentenceTransformerHandler(self.config)
 
     def expand(self, pairs: beam.PCollection) -> EmbedOutputs:
         split = pairs | "Validate" >> beam.ParDo(_SplitValid()).with_outputs(
             _SplitValid.INVALID, main="valid"
         )
-        handler = KeyedModelHandler(SentenceTransformerHandler(self.config))
+        handler = KeyedModelHandler(self.handler)
         embeddings, dlq = (
             split.valid | "RunInference" >> RunInference(handler).with_exception_handling()
         )

@@ -7,6 +7,9 @@ the parser: records parsed before the failure are kept, the failure becomes a de
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -27,6 +30,23 @@ SNIFF_BYTES = 8192
 UTF8_BOM = b"\xef\xbb\xbf"
 # Scraped pages that are not UTF-8 are nearly always Windows-1252; it decodes every byte.
 FALLBACK_ENCODING = "cp1252"
+
+
+# Python's own decompressors, not Beam's CompressedFile: they raise on a truncated stream
+# (Beam's ends it silently), which is what turns a broken archive into a dead letter.
+DECOMPRESSORS = {  # noqa: SIM115 - the caller closes the stream
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    ".bz2": lambda raw: bz2.BZ2File(raw, mode="rb"),
+    ".xz": lambda raw: lzma.LZMAFile(raw, mode="rb"),
+}
+
+
+def decompressed(raw: BinaryIO, path: str) -> BinaryIO:
+    """``raw`` seen through the decompressor its file extension names (else as is)."""
+    for suffix, opener in DECOMPRESSORS.items():
+        if path.lower().endswith(suffix):
+            return opener(raw)
+    return raw
 
 
 def looks_binary(head: bytes) -> bool:
@@ -73,16 +93,31 @@ class LineReader:
             self.fallback_lines += 1
             return raw.decode(FALLBACK_ENCODING, errors="replace")
 
+    def _read_chunk(self) -> bytes:
+        # ``read1`` hands over what one underlying read produced. A decompressor that fails
+        # later (truncated .gz/.xz) has then delivered everything before the failure, whereas
+        # a buffered ``read(n)`` that hits the failure drops the bytes it had already gathered.
+        read1 = getattr(self._stream, "read1", None)
+        if read1 is not None:
+            return read1(self._chunk_bytes)
+        return self._stream.read(self._chunk_bytes)
+
+    def _too_long(self, line: bytes) -> TooLongLine:
+        return TooLongLine(line[:200].decode("utf-8", errors="replace"))
+
     def _raw_lines(self) -> Iterator[bytes | TooLongLine]:
         pending = b""
         skipping_long_line = False
         first = True
         while True:
             try:
-                chunk = self._stream.read(self._chunk_bytes)
+                chunk = self._read_chunk()
             except Exception as error:  # noqa: BLE001 - any codec/IO failure ends this file only
                 self.error = f"{type(error).__name__}: {error}"
-                break
+                if pending and not skipping_long_line:
+                    # The line the failure cut is incomplete: it must not pair as a record.
+                    self.error += f" ({len(pending)} bytes of an unterminated last line dropped)"
+                return
             if not chunk:
                 break
             if first:
@@ -100,15 +135,17 @@ class LineReader:
                 if skipping_long_line:
                     skipping_long_line = False
                     continue
-                yield part.rstrip(b"\r")
+                line = part.rstrip(b"\r")
+                # A line that ends in the chunk that pushed it past the limit is too long too.
+                yield self._too_long(line) if len(line) > self._max_line_bytes else line
             if len(pending) > self._max_line_bytes:
                 if not skipping_long_line:
-                    excerpt = pending[:200].decode("utf-8", errors="replace")
-                    yield TooLongLine(excerpt)
+                    yield self._too_long(pending)
                 skipping_long_line = True
                 pending = b""
         if pending and not skipping_long_line:
-            yield pending.rstrip(b"\r")
+            line = pending.rstrip(b"\r")
+            yield self._too_long(line) if len(line) > self._max_line_bytes else line
 
 
 def parse_stream(stream: BinaryIO, ctx: FileContext) -> Iterator[Record | DeadLetter]:

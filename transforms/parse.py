@@ -43,8 +43,11 @@ _MONTHS = {
         ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
     )
 }
+# Month names abbreviated or in full only: a title such as ``Mayhem 12`` or ``Decoder 2`` is
+# not a date line (a looser ``may[a-z]*`` would swallow it and shift the pairing after it).
 _DATE_LINE = re.compile(
-    r"^(?P<month>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? +(?P<day>\d{1,2})"
+    r"^(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.? +(?P<day>\d{1,2})"
     r"(?:,? +(?P<year>\d{4}))?$",
     re.IGNORECASE,
 )
@@ -103,10 +106,12 @@ def parse_date_line(line: str, year: int | None) -> dt.date | None | bool:
     match = _DATE_LINE.match(line)
     if not match:
         return False
+    month, day = _MONTHS[match["month"][:3].lower()], int(match["day"])
     year = int(match["year"]) if match["year"] else year
     if year is None:
+        dt.date(2000, month, day)  # still refuse a day no year has (Feb 30); 2000 is leap
         return None
-    return dt.date(year, _MONTHS[match["month"][:3].lower()], int(match["day"]))
+    return dt.date(year, month, day)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ class FileContext:
     """What the parser knows about a file besides its lines.
 
     ``year`` completes ``Mar 13``-style date lines; ``default_date`` is used for pages with
-    no date line (the compact layout). See :func:`transforms.dates.file_context`.
+    no date line (the compact layout). See :func:`file_context`.
     """
 
     source_file: str
@@ -201,7 +206,8 @@ def make_record(
 
 
 _ISO_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-(\d\d)-(\d\d)(?!\d)")
-_YEAR = re.compile(r"(?<!\d)((?:19|20)\d\d)(?!\d)")
+# Not glued to letters or digits: the hex ids in dump names (``ab2019fe``) are not years.
+_YEAR = re.compile(r"(?<![0-9A-Za-z])((?:19|20)\d\d)(?![0-9A-Za-z])")
 
 
 def file_context(

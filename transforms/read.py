@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.metrics import Metrics
 
-from transforms.lines import parse_stream
+from transforms.lines import decompressed, parse_stream
 from transforms.parse import READ_ERROR, file_context
 from transforms.records import DeadLetter, Record
 
@@ -63,11 +63,15 @@ class ParseDigestFileFn(beam.DoFn):
         )
         self._files.inc()
         try:
-            stream = readable_file.open(mime_type="application/octet-stream")
+            raw = readable_file.open(
+                mime_type="application/octet-stream",
+                compression_type=CompressionTypes.UNCOMPRESSED,
+            )
+            stream = decompressed(raw, metadata.path)
         except Exception as error:  # noqa: BLE001 - an unreadable file is a dead letter
             yield self._dead_letter(DeadLetter.of(ctx.source_file, None, READ_ERROR, repr(error)))
             return
-        with stream:
+        with raw, stream:
             for item in parse_stream(stream, ctx):
                 if isinstance(item, Record):
                     self._records.inc()

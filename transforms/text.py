@@ -14,7 +14,9 @@ import html
 import re
 import unicodedata
 
-_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u2028\u2029\u2060\ufeff\x00-\x08\x0b-\x1f\x7f]")
+# Characters nobody sees. Separators that are whitespace (\v \f \r, \x1c-\x1f, U+2028/9) are
+# left to _WHITESPACE: deleting them would glue the words on either side together.
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u2060\ufeff\x00-\x08\x0e-\x1b\x7f]")
 _WHITESPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 # Stops before whitespace, quotes, brackets; trailing sentence punctuation is trimmed below.
@@ -55,6 +57,6 @@ def code_urls(text: str) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for match in _URL.finditer(text):
         url = match.group(0).rstrip(_URL_TRAILING)
-        if len(url) > len("https://"):
+        if url.partition("://")[2]:  # something after the scheme (``http://a`` counts)
             seen.setdefault(url, None)
     return tuple(seen)

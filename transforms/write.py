@@ -8,6 +8,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
+from apache_beam.options.value_provider import StaticValueProvider
 
 from transforms.schema import ROWS_PER_ROW_GROUP
 
@@ -66,12 +67,14 @@ class WriteParquetTable(beam.PTransform):
         self,
         directory: str,
         schema: pa.Schema,
+        temp_directory: str,
         shards: int = 4,
         rows_per_row_group: int = ROWS_PER_ROW_GROUP,
     ) -> None:
         super().__init__()
         self._directory = directory
         self._schema = schema
+        self._temp_directory = temp_directory
         self._shards = shards
         self._rows_per_row_group = rows_per_row_group
 
@@ -82,4 +85,5 @@ class WriteParquetTable(beam.PTransform):
             file_naming=fileio.default_file_naming("part", ".parquet"),
             sink=lambda _destination: ParquetSink(schema, rows_per_group),
             shards=self._shards,
+            temp_directory=StaticValueProvider(str, self._temp_directory),
         )
