@@ -37,7 +37,7 @@ FALLBACK_ENCODING = "cp1252"
 DECOMPRESSORS = {  # noqa: SIM115 - the caller closes the stream
     ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
     ".bz2": lambda raw: bz2.BZ2File(raw, mode="rb"),
-    ".xz": lambda raw: lzma.LZMAFile(raw, mode="rb"),
+    ".xz": lambda raw: lzma.LZMAFile(raw, mode="rb"),  # noqa: SIM115
 }
 
 
