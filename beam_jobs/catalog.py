@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 import duckdb
+import pyarrow.parquet as pq
 
 from transforms.schema import TABLES
 
@@ -13,12 +15,32 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def embedding_dim(output: str) -> int | None:
+    """The fixed size of the records' embedding column, read from a Parquet footer."""
+    files = sorted(glob.glob(os.path.join(output, "records", "*.parquet")))
+    if not files:
+        return None
+    field = pq.read_schema(files[0]).field("embedding") if files else None
+    return getattr(field.type, "list_size", None) if field is not None else None
+
+
 def view_statements(output: str) -> list[str]:
-    """CREATE VIEW statements, pasteable into the plain ``duckdb`` CLI or a notebook."""
-    statements = [
-        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
-        f"{_quote(os.path.join(output, name, '*.parquet'))}, union_by_name = true)"
+    """CREATE VIEW statements, pasteable into the plain ``duckdb`` CLI or a notebook.
+
+    DuckDB reads a Parquet fixed-size list as FLOAT[]; the records view casts the embedding
+    to FLOAT[dim] so ``array_cosine_similarity`` works on it.
+    """
+
+    def source(name: str) -> str:
+        return f"read_parquet({_quote(os.path.join(output, name, '*.parquet'))})"
+
+    dim = embedding_dim(output)
+    cast = f" REPLACE (embedding::FLOAT[{dim}] AS embedding)" if dim else ""
+    statements = [f"CREATE OR REPLACE VIEW records AS SELECT *{cast} FROM {source('records')}"]
+    statements += [
+        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source(name)}"
         for name in TABLES
+        if name != "records"
     ]
     statements.append(
         "CREATE OR REPLACE VIEW papers AS SELECT r.*, c.size AS cluster_size, "
@@ -47,3 +69,21 @@ def query(output: str, sql: str, params: list | None = None) -> tuple[list[str],
         return columns, cursor.fetchall()
     finally:
         connection.close()
+
+
+SIMILAR_SQL = """
+SELECT title, cluster_size, first_seen,
+       round(array_cosine_similarity(embedding, ?::FLOAT[{dim}])::DOUBLE, 4) AS cosine
+FROM papers
+WHERE embedding IS NOT NULL
+ORDER BY cosine DESC, record_id
+LIMIT ?
+"""
+
+
+def similar(output: str, vector, k: int = 10) -> tuple[list[str], list[tuple]]:
+    """Canonical papers ranked by cosine to ``vector`` (query text never enters the SQL)."""
+    dim = embedding_dim(output)
+    if dim is None:
+        raise FileNotFoundError(f"{output!r} has no embeddings (run without --no_embeddings)")
+    return query(output, SIMILAR_SQL.format(dim=int(dim)), [list(map(float, vector)), k])

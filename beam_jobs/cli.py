@@ -59,6 +59,23 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similar(args: argparse.Namespace) -> int:
+    from sentence_transformers import SentenceTransformer
+
+    from transforms.embed import EmbedConfig
+
+    config = EmbedConfig(**({"model": args.model} if args.model else {}))
+    model = SentenceTransformer(config.model, device="cpu")
+    model.max_seq_length = config.max_seq_length
+    vector = model.encode([args.text], normalize_embeddings=True)[0]
+    try:
+        columns, rows = catalog.similar(args.dir, vector, args.k)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    print(format_table(columns, rows))
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -109,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("dir", help="output directory of a run")
     sql.add_argument("query", help="SQL over the views records, clusters, dead_letter, papers")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sim = sub.add_parser("similar", help="canonical papers closest in meaning to a text")
+    sim.add_argument("dir", help="output directory of a run (with embeddings)")
+    sim.add_argument("text", help="free text or a title")
+    sim.add_argument("-k", type=int, default=10, help="how many papers")
+    sim.add_argument("--model", default=None, help="the model the run used (default: packaged)")
     gen = sub.add_parser("generate", help="write synthetic digest dumps with ground truth")
     gen.add_argument("--out", required=True)
     gen.add_argument("--records", type=int, default=2000)
@@ -131,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             return cmd_run(argv[1:])
         args = build_parser().parse_args(argv)
-        return {"sql": cmd_sql, "generate": cmd_generate}[args.command](args)
+        return {"sql": cmd_sql, "generate": cmd_generate, "similar": cmd_similar}[args.command](
+            args
+        )
     except (UserError, ValueError) as error:
         print(f"digestflow: error: {error}", file=sys.stderr)
         return 2

@@ -8,12 +8,17 @@ before the graph is built.
 from __future__ import annotations
 
 import difflib
+import json
+from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from transforms.clusters import CANONICAL_POLICIES
 from transforms.dedup import DedupConfig
+from transforms.embed import EmbedConfig
 from transforms.minhash import MinHashConfig
+from transforms.schema import EMBEDDING_DIM
+from transforms.tags import Taxonomy, load_taxonomy
 
 
 class UserError(Exception):
@@ -68,6 +73,30 @@ class DigestflowOptions(PipelineOptions):
             help="Cluster exact duplicates only (skip MinHash-LSH).",
         )
         parser.add_argument(
+            "--no_embeddings",
+            dest="embeddings",
+            action="store_false",
+            default=True,
+            help="Skip embedding and tagging (embedding/tags columns stay null).",
+        )
+        parser.add_argument(
+            "--embedding_model",
+            default=None,
+            help="Local sentence-transformers directory (default: the packaged all-MiniLM-L6-v2).",
+        )
+        parser.add_argument(
+            "--max_seq_length", type=int, default=256, help="Word pieces embedded per text."
+        )
+        parser.add_argument(
+            "--text_template",
+            default=None,
+            help="Text embedded per paper, with {title} and {abstract} (default '{title} {abstract}'"
+            " with a period added to the title).",
+        )
+        parser.add_argument(
+            "--taxonomy", default=None, help="Topic taxonomy TOML (default: the shipped one)."
+        )
+        parser.add_argument(
             "--output_shards",
             type=int,
             default=4,
@@ -113,3 +142,35 @@ def dedup_config(options: DigestflowOptions) -> DedupConfig:
         )
     except ValueError as error:
         raise UserError(str(error)) from None
+
+
+def embed_config(options: DigestflowOptions) -> EmbedConfig | None:
+    """The embedding configuration, or None when embeddings are switched off."""
+    if not options.embeddings:
+        return None
+    kwargs: dict = {"max_seq_length": options.max_seq_length}
+    if options.embedding_model:
+        kwargs["model"] = options.embedding_model
+    if options.text_template:
+        kwargs["text_template"] = options.text_template
+    try:
+        return EmbedConfig(**kwargs)
+    except (ValueError, FileNotFoundError) as error:
+        raise UserError(str(error)) from None
+
+
+def taxonomy(options: DigestflowOptions) -> Taxonomy | None:
+    if not options.embeddings:
+        return None
+    try:
+        return load_taxonomy(options.taxonomy)
+    except (ValueError, OSError) as error:
+        raise UserError(f"taxonomy: {error}") from None
+
+
+def embedding_dim(model_dir: str) -> int:
+    """The model's output dimension, read from its pooling config (no model load)."""
+    pooling = Path(model_dir) / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+    return EMBEDDING_DIM

@@ -22,10 +22,21 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from beam_jobs.options import DigestflowOptions, UserError, dedup_config, unknown_options
+from beam_jobs.options import (
+    DigestflowOptions,
+    UserError,
+    dedup_config,
+    embed_config,
+    embedding_dim,
+    taxonomy,
+    unknown_options,
+)
 from transforms.dedup import ClusterDuplicates, DedupConfig
+from transforms.embed import EmbedConfig
+from transforms.enrich import EmbedAndTagPapers
 from transforms.read import NAMESPACE, ParseDigests, ReadDigests
-from transforms.schema import CLUSTERS_SCHEMA, DEAD_LETTER_SCHEMA, RECORDS_SCHEMA, TABLES
+from transforms.schema import CLUSTERS_SCHEMA, DEAD_LETTER_SCHEMA, TABLES, records_schema
+from transforms.tags import Taxonomy
 from transforms.write import WriteParquetTable
 
 # The in-process FnApiRunner: plain DirectRunner first tries to download Prism (offline: noise).
@@ -50,11 +61,18 @@ def build_pipeline(
     dedup: DedupConfig,
     digest_year: int | None = None,
     shards: int = 4,
+    embed: EmbedConfig | None = None,
+    topics: Taxonomy | None = None,
 ) -> PipelineOutputs:
     parsed = p | "ReadDigests" >> ReadDigests(inputs) | "ParseDigests" >> ParseDigests(digest_year)
     clustered = parsed.records | "ClusterDuplicates" >> ClusterDuplicates(dedup)
-    clustered.rows | "WriteRecords" >> WriteParquetTable(
-        table_dir(output, "records"), RECORDS_SCHEMA, temp_dir(output, "records"), shards
+    rows = clustered.rows
+    schema = records_schema()
+    if embed is not None:
+        rows = rows | "EmbedAndTagPapers" >> EmbedAndTagPapers(embed, topics)
+        schema = records_schema(embedding_dim(embed.model))
+    rows | "WriteRecords" >> WriteParquetTable(
+        table_dir(output, "records"), schema, temp_dir(output, "records"), shards
     )
     clustered.clusters | "WriteClusters" >> WriteParquetTable(
         table_dir(output, "clusters"), CLUSTERS_SCHEMA, temp_dir(output, "clusters"), shards
@@ -70,7 +88,7 @@ def build_pipeline(
             shards=1,
         )
     )
-    return PipelineOutputs(parsed.records, parsed.dead_letters, clustered.rows, clustered.clusters)
+    return PipelineOutputs(parsed.records, parsed.dead_letters, rows, clustered.clusters)
 
 
 def table_dir(output: str, table: str) -> str:
@@ -187,6 +205,8 @@ def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, A
         "dead_lettered": found.get("dead_letters", 0),
         "dead_letters_by_reason": dead_by_reason,
         "clusters": found.get("clusters", 0),
+        "embedded_texts": found.get("embedded_texts", 0),
+        "embedding_failures": found.get("embedding_failures", 0),
         "every_record_written_once": parsed == written,
         "wall_seconds": round(seconds, 2),
         "counters": dict(sorted(found.items())),
@@ -198,13 +218,23 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     options = pipeline_options(argv)
     ours = options.view_as(DigestflowOptions)
     config = dedup_config(ours)
+    embed, topics = embed_config(ours), taxonomy(ours)
     dry_run = bool(getattr(options.view_as(GoogleCloudOptions), "dry_run", False))
     check_inputs(ours.input)
     if not dry_run:
         prepare_output(ours.output, ours.overwrite)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, ours.input, ours.output, config, ours.digest_year, ours.output_shards)
+    build_pipeline(
+        pipeline,
+        ours.input,
+        ours.output,
+        config,
+        ours.digest_year,
+        ours.output_shards,
+        embed,
+        topics,
+    )
     result = pipeline.run()
     if dry_run:
         return None

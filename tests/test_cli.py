@@ -43,7 +43,7 @@ def test_missing_output_and_unwritable_output(tmp_path: Path) -> None:
 def test_generate_run_and_query(tmp_path: Path, capsys) -> None:
     dumps, out = tmp_path / "dumps", tmp_path / "out"
     assert main(["generate", "--out", str(dumps), "--records", "300", "--seed", "1"]) == 0
-    assert main(["run", f"--input={dumps}/*.txt", f"--output={out}"]) == 0
+    assert main(["run", f"--input={dumps}/*.txt", f"--output={out}", "--no_embeddings"]) == 0
     capsys.readouterr()
     assert main(["sql", str(out), "SELECT count(*) AS n FROM records", "--format", "json"]) == 0
     n = json.loads(capsys.readouterr().out)[0]["n"]

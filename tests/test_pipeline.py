@@ -26,8 +26,11 @@ from transforms.text import content_hash
 FNAPI = ["--runner=FnApiRunner"]
 
 
-def _run(inputs: list[str], output: Path, *extra: str) -> dict:
+def _run(inputs: list[str], output: Path, *extra: str, embeddings: bool = False) -> dict:
+    """Run the real pipeline; embeddings off unless asked (test_embedding_pipeline has them)."""
     argv = [*(f"--input={i}" for i in inputs), f"--output={output}", *extra]
+    if not embeddings:
+        argv.append("--no_embeddings")
     summary = run(argv)
     assert summary is not None
     return summary

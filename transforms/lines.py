@@ -135,17 +135,17 @@ class LineReader:
                 if skipping_long_line:
                     skipping_long_line = False
                     continue
-                line = part.rstrip(b"\r")
-                # A line that ends in the chunk that pushed it past the limit is too long too.
-                yield self._too_long(line) if len(line) > self._max_line_bytes else line
+                # Limits count a line's bytes without its "\n", as for ``pending`` below: a
+                # line ending in the chunk that pushed it past the limit is too long as well.
+                too_long = len(part) > self._max_line_bytes
+                yield self._too_long(part) if too_long else part.rstrip(b"\r")
             if len(pending) > self._max_line_bytes:
                 if not skipping_long_line:
                     yield self._too_long(pending)
                 skipping_long_line = True
                 pending = b""
         if pending and not skipping_long_line:
-            line = pending.rstrip(b"\r")
-            yield self._too_long(line) if len(line) > self._max_line_bytes else line
+            yield pending.rstrip(b"\r")  # at most max_line_bytes: checked after the last chunk
 
 
 def parse_stream(stream: BinaryIO, ctx: FileContext) -> Iterator[Record | DeadLetter]:

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 ROWS_PER_ROW_GROUP = 128 * 1024
+EMBEDDING_DIM = 384  # all-MiniLM-L6-v2, the default model; other models: records_schema(dim)
 
 
 def _field(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
@@ -40,6 +41,26 @@ RECORD_FIELDS: list[pa.Field] = [
     _field("dup_kind", pa.string(), "'exact' | 'near'; null on canonical rows."),
 ]
 
+
+def enrichment_fields(embedding_dim: int = EMBEDDING_DIM) -> list[pa.Field]:
+    """Columns added by the embedding/tagging stage (null when it is switched off)."""
+    tag_score = pa.struct([("tag", pa.string()), ("score", pa.float32())])
+    return [
+        _field(
+            "embedding",
+            pa.list_(pa.float32(), embedding_dim),
+            "L2-normalized embedding of the canonical's text (duplicates reuse it); "
+            "views cast it to FLOAT[dim].",
+        ),
+        _field("tags", pa.list_(pa.string()), "Topic tags, then survey/benchmark/has-code."),
+        _field("tag_scores", pa.list_(tag_score), "Calibrated score of every topic tag."),
+    ]
+
+
+def records_schema(embedding_dim: int = EMBEDDING_DIM) -> pa.Schema:
+    return pa.schema(RECORD_FIELDS + enrichment_fields(embedding_dim))
+
+
 DEAD_LETTER_FIELDS: list[pa.Field] = [
     _field("source_file", pa.string(), "File the input came from.", False),
     _field("record_index", pa.int64(), "Record slot it occupied; null for file-level failures."),
@@ -56,7 +77,7 @@ CLUSTER_FIELDS: list[pa.Field] = [
     _field("last_digest_date", pa.date32(), "Latest digest_date of its records."),
 ]
 
-RECORDS_SCHEMA = pa.schema(RECORD_FIELDS)
+RECORDS_SCHEMA = records_schema()
 DEAD_LETTER_SCHEMA = pa.schema(DEAD_LETTER_FIELDS)
 CLUSTERS_SCHEMA = pa.schema(CLUSTER_FIELDS)
 

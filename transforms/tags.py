@@ -1,10 +1,12 @@
 """Topic and paper-type tags for embedded papers.
 
-Topics are zero-shot: a paper is compared (cosine) with one prototype per topic, the
-normalised mean embedding of the topic's description and example phrases from
-``data/taxonomy.toml``. No classifier is trained, so adding a topic is a TOML edit, and the
-labelled seed set (``tests/data/seed_topic_labels.jsonl``) is only used to calibrate three
-numbers (threshold, margin, cap) and to measure micro-F1.
+Topics are zero-shot: a paper is compared (cosine) with the embedded description and example
+phrases of each topic in ``data/taxonomy.toml`` (its prototype texts), after removing the
+mean of all prototype texts; the score is the mean cosine with the topic's 3 nearest texts
+(see :func:`tag_scores` for why not the single mean prototype, which is kept as ``top_k=0``).
+No classifier is trained, so adding a topic is a TOML edit, and the labelled seed set
+(``tests/data/seed_topic_labels.jsonl``) only calibrates three numbers (threshold, margin,
+cap) and measures micro-F1 (:func:`evaluate_on_seeds`).
 
 Paper types (``survey``, ``benchmark``, ``has-code``) are regular-expression rules over title,
 abstract and links: they are about the *form* of a paper, which embeddings capture poorly.
@@ -16,6 +18,7 @@ the prototypes are embedded once per pipeline in a small side-input branch that 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -28,6 +31,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
+from transforms.embed import EmbedConfig, EmbedTexts, SentenceTransformerHandler, embedding_text
 from transforms.text import tokens
 
 DEFAULT_TAXONOMY = Path(__file__).resolve().parent / "data" / "taxonomy.toml"
@@ -354,7 +358,7 @@ def paper_type_tags(
     ``has-code``: digests keep an abstract's links to code and project pages, so any link that
     is not a citation (arXiv, DOI, Wikipedia: ``ignore_urls``) counts.
     """
-    rules = rules or load_taxonomy().rules
+    rules = rules or _packaged_taxonomy().rules
     tags = []
     if _matches(rules.survey_title, title) or _matches(rules.survey_abstract, abstract):
         tags.append(SURVEY)
@@ -364,6 +368,11 @@ def paper_type_tags(
     if any(not _matches(rules.ignore_urls, url) for url in code_urls):
         tags.append(HAS_CODE)
     return tags
+
+
+@functools.cache
+def _packaged_taxonomy() -> Taxonomy:
+    return load_taxonomy()
 
 
 def _matches(patterns: Sequence[re.Pattern[str]], text: str) -> bool:
@@ -411,14 +420,14 @@ class TagPapers(beam.PTransform):
     :class:`~transforms.embed.EmbedTexts`, then averaged into a singleton side input.
     """
 
-    def __init__(self, taxonomy: Taxonomy | None = None, embed_config=None) -> None:
+    def __init__(
+        self, taxonomy: Taxonomy | None = None, embed_config: EmbedConfig | None = None
+    ) -> None:
         super().__init__()
         self.taxonomy = taxonomy or load_taxonomy()
         self.embed_config = embed_config
 
     def expand(self, papers: beam.PCollection) -> beam.PCollection:
-        from transforms.embed import EmbedConfig, EmbedTexts
-
         names = self.taxonomy.names
         embedded = (
             papers.pipeline
@@ -514,7 +523,7 @@ def predict_topics(
     ]
 
 
-# Coarse on purpose: ~50 labelled papers per distinct setting would be needed to trust finer.
+# Steps of 0.02: finer steps only separate settings that differ on a paper or two of the set.
 THRESHOLD_GRID = tuple(round(float(x), 2) for x in np.arange(0.0, 0.61, 0.02))
 MARGIN_GRID = tuple(round(float(x), 2) for x in np.arange(0.0, 0.41, 0.02))
 MAX_TOPICS_GRID = (1, 2, 3)
@@ -525,8 +534,9 @@ def calibrate(
 ) -> tuple[Assignment, float]:
     """Global (threshold, margin, max_topics) maximising micro-F1 on ``scores``/``gold``.
 
-    One global threshold rather than one per topic: with ~10-60 labelled papers per topic,
-    per-topic thresholds fit the sample, not the topic (see :func:`cross_validate`).
+    Global rather than per topic: with 10-77 labelled papers per topic, per-topic settings fit
+    the sample. Measured on the first 249 labelled papers: per-topic score offsets reached
+    0.82 micro-F1 in-sample but 0.78 cross-validated, global settings 0.78 / 0.76.
     """
     best: tuple[float, Assignment] | None = None
     for threshold, margin, max_topics in itertools.product(
@@ -584,7 +594,7 @@ def evaluate_on_seeds(
     seeds_dir: str | Path,
     labels_path: str | Path = DEFAULT_LABELS,
     taxonomy: Taxonomy | None = None,
-    embed_config=None,
+    embed_config: EmbedConfig | None = None,
     folds: int = 5,
 ) -> dict[str, Any]:
     """Tag the labelled seed papers with the real model and score them (for ``make bench``).
@@ -594,8 +604,6 @@ def evaluate_on_seeds(
     (``cross_validated``), and of the survey/benchmark rules (``paper_types``). Embeds with
     the pipeline's handler outside Beam: same model, same text template.
     """
-    from transforms.embed import EmbedConfig, SentenceTransformerHandler, embedding_text
-
     taxonomy = taxonomy or load_taxonomy()
     labels = load_labels(labels_path, taxonomy)
     papers = read_seed_papers(seeds_dir)
