@@ -27,7 +27,8 @@ run: $(STAMP)
 	$(BIN)/digestflow generate --out $(SAMPLE) --records $(RECORDS) --seed 7 --overwrite
 	$(BIN)/digestflow run --input '$(SAMPLE)/*.txt*' --output $(OUT) --overwrite
 	$(BIN)/digestflow sql $(OUT) "SELECT count(*) AS records, count(DISTINCT cluster_id) AS clusters, sum(CASE WHEN is_canonical THEN 0 ELSE 1 END) AS duplicates FROM records"
-	$(BIN)/digestflow sql $(OUT) "SELECT title, count(*) AS copies FROM records GROUP BY cluster_id, title ORDER BY copies DESC, title LIMIT 5"
+	$(BIN)/digestflow sql $(OUT) "SELECT title, cluster_size, first_seen, last_seen, tags FROM papers ORDER BY cluster_size DESC, title LIMIT 5"
+	$(BIN)/digestflow sql $(OUT) "SELECT tag, count(*) AS papers FROM papers, unnest(tags) AS t(tag) GROUP BY tag ORDER BY papers DESC LIMIT 8"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -45,3 +46,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf out .pytest_cache
+
+# Dataflow packaging targets (make dataflow PROJECT=... REGION=... BUCKET=... INPUT=... OUTPUT=...)
+-include deploy/dataflow.mk
