@@ -72,6 +72,7 @@ def test_embedding_text_joins_title_and_abstract_as_two_sentences():
     assert embedding_text("Is attention all you need?", "No.") == "Is attention all you need? No."
     assert embedding_text("  A&amp;B  title ", " x\u200b y ") == "A&B title. x y"
     assert embedding_text("T", "A", template="{abstract}") == "A"
+    assert EmbedConfig(text_template="{abstract} {title}").text("T", "A") == "A T."
 
 
 @pytest.mark.parametrize(

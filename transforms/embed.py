@@ -96,6 +96,10 @@ class EmbedConfig:
                 f"text_template may use only {{title}} and {{abstract}}: {self.text_template!r}"
             ) from exc
 
+    def text(self, title: str, abstract: str) -> str:
+        """The text to embed for a paper under this config (see :func:`embedding_text`)."""
+        return embedding_text(title, abstract, self.text_template)
+
 
 def embedding_text(title: str, abstract: str, template: str = TEXT_TEMPLATE) -> str:
     """The text embedded for a paper: ``"<title>. <abstract>"`` by default.

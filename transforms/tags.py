@@ -31,7 +31,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from transforms.embed import EmbedConfig, EmbedTexts, SentenceTransformerHandler, embedding_text
+from transforms.embed import EmbedConfig, EmbedTexts, SentenceTransformerHandler
 from transforms.text import tokens
 
 DEFAULT_TAXONOMY = Path(__file__).resolve().parent / "data" / "taxonomy.toml"
@@ -412,6 +412,13 @@ class _TagDoFn(beam.DoFn):
         yield key, tags, scores
 
 
+def _prototype_failed(failure: tuple[str, str]) -> None:
+    """A topic described by fewer texts than the taxonomy says would tag silently differently
+    from the calibrated setup: stop the pipeline instead."""
+    topic, message = failure
+    raise RuntimeError(f"could not embed a prototype text of topic {topic!r}: {message}")
+
+
 class TagPapers(beam.PTransform):
     """(key, embedding, title, abstract, code_urls) -> (key, tags, [(topic, score)]).
 
@@ -429,11 +436,12 @@ class TagPapers(beam.PTransform):
 
     def expand(self, papers: beam.PCollection) -> beam.PCollection:
         names = self.taxonomy.names
-        embedded = (
+        embedded, failed = (
             papers.pipeline
             | "PrototypeTexts" >> beam.Create(prototype_pairs(self.taxonomy))
             | "EmbedPrototypes" >> EmbedTexts(self.embed_config or EmbedConfig())
-        ).embeddings
+        )
+        _ = failed | "FailOnPrototypeFailure" >> beam.Map(_prototype_failed)
         prototypes = (
             embedded
             | "CollectPrototypes" >> beam.combiners.ToList()
@@ -614,9 +622,10 @@ def evaluate_on_seeds(
     ]
     if not found:
         raise ValueError(f"none of the {len(labels)} labelled titles is in {seeds_dir}")
-    handler = SentenceTransformerHandler(embed_config or EmbedConfig())
+    config = embed_config or EmbedConfig()
+    handler = SentenceTransformerHandler(config)
     model = handler.load_model()
-    texts = [embedding_text(title, abstract) for _, (title, abstract, _) in found]
+    texts = [config.text(title, abstract) for _, (title, abstract, _) in found]
     embeddings = np.stack(list(handler.run_inference(texts, model)))
     pairs = prototype_pairs(taxonomy)
     vectors = handler.run_inference([text for _, text in pairs], model)
