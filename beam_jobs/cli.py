@@ -100,7 +100,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_run(beam_argv: list[str]) -> int:
     summary = pipeline.run(beam_argv)
     if summary is None:
-        print("dry run: pipeline translated, nothing executed")
+        print("pipeline translated (dry run or template), nothing executed here")
         return 0
     print(
         f"files {summary['files_matched']}, records {summary['records_parsed']}, "

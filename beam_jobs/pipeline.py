@@ -20,7 +20,9 @@ from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
+    TestOptions,
 )
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 
 from beam_jobs.options import (
     DigestflowOptions,
@@ -123,6 +125,35 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
     return options
 
 
+def translate_only(options: PipelineOptions) -> bool:
+    """True when ``pipeline.run()`` only translates the job and nothing executes: a Dataflow
+    dry run (``--dry_run``, a TestOptions flag: Beam treats any value, even "False", as set),
+    or writing a template (``--template_location``; the Flex Template launcher runs the
+    pipeline this way). Then there is nothing to wait for, finalize or summarize, and no
+    storage call may follow."""
+    if options.view_as(TestOptions).dry_run:
+        return True
+    return bool(options.view_as(GoogleCloudOptions).template_location)
+
+
+def check_offline_locations(options: PipelineOptions) -> None:
+    """A dry run must stay offline: when neither --temp_location nor --staging_location is a
+    valid gs://BUCKET/PATH, Beam's option validation tries to create a default bucket over
+    the network (minutes of credential and HTTP retries). Refuse that up front."""
+    runner = options.view_as(StandardOptions).runner or ""
+    if not options.view_as(TestOptions).dry_run or not runner.endswith("DataflowRunner"):
+        return
+    cloud = options.view_as(GoogleCloudOptions)
+    validator = PipelineOptionsValidator(options, runner)
+    locations = ("temp_location", "staging_location")
+    errors = [validator.validate_gcs_path(cloud, name) for name in locations]
+    if all(errors):  # Beam uses one valid location for both
+        raise UserError(
+            "a dry run needs --temp_location or --staging_location as gs://BUCKET/PATH with a "
+            "valid bucket name (else Beam tries to create a bucket online): " + errors[0][0]
+        )
+
+
 def check_inputs(patterns: list[str]) -> None:
     """Local patterns must match files before anything runs (remote ones are matched by the
     pipeline: no storage call may block a Dataflow submission)."""
@@ -214,12 +245,14 @@ def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, A
 
 
 def run(argv: list[str]) -> dict[str, Any] | None:
-    """Run a digestflow job; returns the run summary (None for a Dataflow dry run)."""
+    """Run a digestflow job; returns the run summary (None when the job is only translated:
+    a Dataflow dry run or a template, see :func:`translate_only`)."""
     options = pipeline_options(argv)
     ours = options.view_as(DigestflowOptions)
     config = dedup_config(ours)
     embed, topics = embed_config(ours), taxonomy(ours)
-    dry_run = bool(getattr(options.view_as(GoogleCloudOptions), "dry_run", False))
+    dry_run = translate_only(options)
+    check_offline_locations(options)
     check_inputs(ours.input)
     if not dry_run:
         prepare_output(ours.output, ours.overwrite)

@@ -463,7 +463,16 @@ class LabelledPaper:
 
 
 def load_labels(path: str | Path, taxonomy: Taxonomy | None = None) -> list[LabelledPaper]:
-    """Read the labelled seed set (JSON lines: title, topics, paper_type), validating names."""
+    """Read the labelled seed set (JSON lines: title, topics, paper_type), validating names.
+
+    Labelling conventions of ``tests/data/seed_topic_labels.jsonl`` (one annotator, from
+    title + abstract): 1-3 topics for what the paper is *about*, not every tool it uses;
+    ``generative-models`` excludes pure diffusion work; ``multimodal`` when the text-image link
+    is the subject (text-to-image generation or control, CLIP, VLMs), not for safety work
+    that merely uses text-to-image models; ``computer-vision`` for vision tasks, not image
+    synthesis. 249 papers were picked to cover every topic; 49 random seed papers
+    were added after the taxonomy was tuned (they scored 0.667 micro-F1 before merging).
+    """
     names = set((taxonomy or load_taxonomy()).names)
     labels = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
