@@ -4,8 +4,12 @@ Three sections, each printed as plain-text tables and written (rows and rendered
 ``<out>/results.json``; generated inputs live under ``<out>/data`` (reused while the generator
 source and config are unchanged), pipeline outputs and logs under ``<out>/runs``.
 
+Every pipeline run passes ``--no_embeddings``: this measures the dedup path (parse -> sign ->
+LSH -> components -> write). ``--with-embeddings`` keeps embedding + tagging in the *speed*
+runs (slow: minutes per 10k records on 2 CPU cores).
+
 1. **Quality** on a generated corpus with ground truth: the pipeline runs in-process with its
-   default options; its ``records`` table is joined with ``ground_truth.jsonl`` through DuckDB
+   default dedup options; its ``records`` table is joined with ``ground_truth.jsonl`` through DuckDB
    on (file name, record_index). Pairwise precision / recall / F1 count record pairs that
    share a paper (truth) and a cluster (prediction). Records of the ``revision`` variant (a
    heavy rewrite, Jaccard 0.2-0.5 to its original, which is *not* meant to be merged at
@@ -13,7 +17,7 @@ source and config are unchanged), pipeline outputs and logs under ``<out>/runs``
    Per class: recall = share of its records clustered with their paper's original, and the
    exact word-3-shingle Jaccard to that original (why a class is missed). Then a sweep over
    thresholds and shingle kinds.
-2. **Speed** of the dedup path, pipeline (FnApiRunner, default options) against
+2. **Speed** of the dedup path, pipeline (FnApiRunner, default dedup options) against
    :mod:`beam_jobs.bench_reference` (single-process datasketch). Each measured run is a fresh
    subprocess; "wall" is timed inside it after imports, "peak RSS" is reported by the child
    itself (``VmHWM``: the peak of its own address space since exec, see
@@ -48,7 +52,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import catalog
-from beam_jobs.bench_reference import peak_rss_mib
+from beam_jobs.bench_reference import current_rss_mib, peak_rss_mib
 from beam_jobs.options import DigestflowOptions, dedup_config
 from beam_jobs.pipeline import run as run_pipeline
 from beam_jobs.synthetic import GROUND_TRUTH_NAME, NEAR_DUP_CLASSES, GeneratorConfig, generate
@@ -65,6 +69,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 GENERATOR_SOURCES = ("beam_jobs/synthetic.py", "beam_jobs/vocabulary.py")
 PIPELINE_WORKER = "_pipeline-worker"
 SECTIONS = ("quality", "speed", "determinism")
+DEDUP_ONLY = ("--no_embeddings",)
 # Ambiguous by design (see the module docstring): reported apart, not scored as pairs.
 UNSCORED = frozenset({"revision", "missing_abstract"})
 RECALL_CLASSES = ("exact", *NEAR_DUP_CLASSES, "revision")
@@ -82,6 +87,7 @@ class Settings:
     char_thresholds: tuple[float, ...]
     sizes: tuple[int, ...]
     determinism_records: int
+    with_embeddings: bool
 
 
 # ============================================================================== small helpers
@@ -164,8 +170,9 @@ def input_glob(directory: Path) -> str:
     return str(directory.resolve() / "*.txt*")
 
 
-def pipeline_argv(inputs: Path, output: Path, *flags: str) -> list[str]:
-    return ["--input", input_glob(inputs), "--output", str(output), "--overwrite", *flags]
+def pipeline_argv(inputs: Path, output: Path, *flags: str, embeddings: bool = False) -> list[str]:
+    argv = ["--input", input_glob(inputs), "--output", str(output), "--overwrite", *flags]
+    return argv if embeddings else argv + list(DEDUP_ONLY)
 
 
 # ==================================================================================== quality
@@ -453,6 +460,7 @@ class Measurement:
     wall_seconds: float  # timed inside the child, after imports
     process_seconds: float  # the whole child, interpreter start and imports included
     peak_rss_mb: float
+    rss_at_start_mb: float | None  # after imports, before the work
     clusters: int
     detail: dict[str, Any]
 
@@ -485,7 +493,8 @@ def pipeline_command(result_path: Path, argv: list[str]) -> list[str]:
 def measure_pipeline(settings: Settings, data: Path, name: str) -> Measurement:
     run_dir = settings.out / "runs" / name
     result_path = run_dir / "worker-result.json"
-    cmd = pipeline_command(result_path, pipeline_argv(data, run_dir / "output"))
+    argv = pipeline_argv(data, run_dir / "output", embeddings=settings.with_embeddings)
+    cmd = pipeline_command(result_path, argv)
     summary, elapsed = measure_child(cmd, result_path, run_dir / "pipeline.log")
     return Measurement(
         impl="pipeline",
@@ -493,6 +502,7 @@ def measure_pipeline(settings: Settings, data: Path, name: str) -> Measurement:
         wall_seconds=float(summary["work_seconds"]),
         process_seconds=elapsed,
         peak_rss_mb=float(summary["peak_rss_mib"]),
+        rss_at_start_mb=summary.get("rss_at_start_mib"),
         clusters=int(summary["clusters"]),
         detail={"counters": summary.get("counters", {})},
     )
@@ -512,6 +522,7 @@ def measure_reference(settings: Settings, data: Path, name: str) -> Measurement:
         wall_seconds=float(summary["wall_seconds"]),
         process_seconds=elapsed,
         peak_rss_mb=float(summary["peak_rss_mib"]),
+        rss_at_start_mb=summary.get("rss_at_start_mib"),
         clusters=int(summary["clusters"]),
         detail={k: summary[k] for k in ("distinct_texts", "similar_pairs", "seconds")},
     )
@@ -530,18 +541,21 @@ def speed_section(settings: Settings, results: dict[str, Any]) -> None:
         "runs": [{**asdict(m), "records_per_second": m.records_per_second} for m in measured],
         "scaling": scaling_rows(measured),
     }
-    emit(results, speed_table(measured))
+    emit(results, speed_table(measured, settings.with_embeddings))
     emit(results, comparison_table(measured))
     if len(settings.sizes) > 1:
         emit(results, scaling_table(results["speed"]["scaling"]))
 
 
-def speed_table(measured: Sequence[Measurement]) -> str:
-    title = (
-        "Speed, dedup path (parse -> sign -> LSH -> components [-> Parquet, pipeline only]); "
-        "fresh process each"
+def speed_table(measured: Sequence[Measurement], embeddings: bool) -> str:
+    path = "parse -> sign -> LSH -> components" + (
+        " [-> embed + tag -> Parquet: pipeline only]"
+        if embeddings
+        else " [-> Parquet: pipeline only]"
     )
-    headers = ["records", "impl", "wall s", "records/s", "peak RSS MiB", "process s", "clusters"]
+    title = f"Speed, {'full pipeline' if embeddings else 'dedup path'} ({path}); fresh process each"
+    headers = ["records", "impl", "wall s", "records/s", "peak RSS MiB", "RSS after imports"]
+    headers += ["process s", "clusters"]
     rows = [
         [
             f"{m.records:,}",
@@ -549,6 +563,7 @@ def speed_table(measured: Sequence[Measurement]) -> str:
             f"{m.wall_seconds:.1f}",
             f"{m.records_per_second:,.0f}",
             f"{m.peak_rss_mb:,.0f}",
+            f"{m.rss_at_start_mb:,.0f}" if m.rss_at_start_mb is not None else "-",
             f"{m.process_seconds:.1f}",
             m.clusters,
         ]
@@ -719,6 +734,11 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     parser.add_argument("--char-thresholds", default="0.8", help="Char-shingle sweep.")
     parser.add_argument("--sizes", default="10000,100000", help="Records per speed run.")
     parser.add_argument("--determinism-records", type=int, default=2000)
+    parser.add_argument(
+        "--with-embeddings",
+        action="store_true",
+        help="Speed runs include embedding + tagging (slow); other sections never do.",
+    )
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -734,16 +754,19 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         char_thresholds=float_list(args.char_thresholds),
         sizes=tuple(sorted(int_list(args.sizes))),
         determinism_records=args.determinism_records,
+        with_embeddings=args.with_embeddings,
     )
 
 
 def pipeline_worker(argv: Sequence[str]) -> int:
     """Child process of a measured pipeline run: run it, then write its summary as JSON."""
     result_path, pipeline_args = Path(argv[0]), list(argv[1:])
+    rss_at_start = current_rss_mib()
     started = time.perf_counter()
     summary = run_pipeline(pipeline_args)
     assert summary is not None
     summary["work_seconds"] = round(time.perf_counter() - started, 3)
+    summary["rss_at_start_mib"] = rss_at_start
     summary["peak_rss_mib"] = peak_rss_mib()
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(summary, default=str))

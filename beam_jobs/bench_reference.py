@@ -66,6 +66,23 @@ def sign(text: str, num_perm: int) -> MinHash:
     return signature
 
 
+def _status_mib(field: str) -> float | None:
+    """A memory line of /proc/self/status (Linux) in MiB, or None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_mib() -> float | None:
+    """Resident memory now (after imports: the baseline a run's peak starts from)."""
+    rss = _status_mib("VmRSS")
+    return round(rss, 1) if rss is not None else None
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process since it was exec'd, plus its waited-for children.
 
@@ -73,13 +90,7 @@ def peak_rss_mib() -> float:
     as seen by its parent would not do: on Linux it also counts the parent's memory at fork
     time (the child shares or copies it until exec), so a big parent inflates every child.
     """
-    own = None
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                own = int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
+    own = _status_mib("VmHWM")
     if own is None:  # not Linux: ru_maxrss (KiB on Linux/BSD, bytes on macOS)
         scale = 2**20 if sys.platform == "darwin" else 2**10
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
@@ -122,6 +133,7 @@ def similar_pairs(
 
 def deduplicate(patterns: Sequence[str], threshold: float, num_perm: int) -> dict:
     """Run the whole reference; returns counts and per-step wall seconds."""
+    rss_at_start = current_rss_mib()
     started = time.perf_counter()
     text_of_record: list[int] = []
     text_ids: dict[str, int] = {}
@@ -150,6 +162,7 @@ def deduplicate(patterns: Sequence[str], threshold: float, num_perm: int) -> dic
             "components": round(finished - linked, 3),
         },
         "wall_seconds": round(finished - started, 3),
+        "rss_at_start_mib": rss_at_start,
         "peak_rss_mib": peak_rss_mib(),
     }
 
