@@ -65,7 +65,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     from transforms.embed import EmbedConfig
 
     config = EmbedConfig(**({"model": args.model} if args.model else {}))
-    model = SentenceTransformer(config.model, device="cpu")
+    model = SentenceTransformer(config.model_dir, device="cpu")
     model.max_seq_length = config.max_seq_length
     vector = model.encode([args.text], normalize_embeddings=True)[0]
     try:

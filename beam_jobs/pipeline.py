@@ -72,7 +72,7 @@ def build_pipeline(
     schema = records_schema()
     if embed is not None:
         rows = rows | "EmbedAndTagPapers" >> EmbedAndTagPapers(embed, topics)
-        schema = records_schema(embedding_dim(embed.model))
+        schema = records_schema(embedding_dim(embed.model_dir))
     rows | "WriteRecords" >> WriteParquetTable(
         table_dir(output, "records"), schema, temp_dir(output, "records"), shards
     )

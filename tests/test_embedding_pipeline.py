@@ -34,7 +34,7 @@ def test_stored_embedding_equals_plain_encode(embedded_run: Path) -> None:
         "SELECT title, abstract, embedding FROM records WHERE is_canonical ORDER BY record_id LIMIT 5",
     )
     config = EmbedConfig()
-    model = SentenceTransformer(config.model, device="cpu")
+    model = SentenceTransformer(config.model_dir, device="cpu")
     model.max_seq_length = config.max_seq_length
     texts = [embedding_text(title, abstract) for title, abstract, _ in rows]
     expected = model.encode(texts, normalize_embeddings=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -75,13 +75,19 @@ class EmbedConfig:
     needs onnxruntime/optimum, which the project does not install.
     """
 
-    model: str = field(default_factory=default_model_dir)
+    # None = the packaged model, resolved where the model is loaded (on the worker), so a
+    # Dataflow job never carries a path from the submitting machine.
+    model: str | None = None
     max_seq_length: int = 256
     text_template: str = TEXT_TEMPLATE
     batch_size: int = 256
     encode_batch_size: int = 32
     backend: str = "torch"
     device: str = "cpu"
+
+    @property
+    def model_dir(self) -> str:
+        return self.model if self.model is not None else default_model_dir()
 
     def __post_init__(self) -> None:
         if self.backend != "torch":
@@ -134,7 +140,7 @@ class SentenceTransformerHandler(ModelHandler[str, np.ndarray, Any]):
         from sentence_transformers import SentenceTransformer  # heavy: import on workers only
 
         model = SentenceTransformer(
-            self.config.model,
+            self.config.model_dir,
             device=self.config.device,
             backend=self.config.backend,
             local_files_only=True,
