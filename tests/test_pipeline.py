@@ -18,10 +18,9 @@ from beam_jobs import catalog
 from beam_jobs.pipeline import run
 from beam_jobs.synthetic import read_ground_truth
 from transforms.dedup import ClusterDuplicates, DedupConfig
-from transforms.parse import file_context
+from transforms.parse import file_context, make_record
 from transforms.read import ParseDigests, ReadDigests
 from transforms.records import Record, make_record_id
-from transforms.text import content_hash
 
 FNAPI = ["--runner=FnApiRunner"]
 
@@ -36,16 +35,10 @@ def _run(inputs: list[str], output: Path, *extra: str, embeddings: bool = False)
     return summary
 
 
-def _record(source: str, index: int, title: str, abstract: str, date=None) -> Record:
-    return Record(
-        record_id=make_record_id(source, index),
-        source_file=source,
-        record_index=index,
-        digest_date=date,
-        title=title,
-        abstract=abstract,
-        content_hash=content_hash(title, abstract),
-    )
+def _record(source: str, index: int, title: str, abstract: str) -> Record:
+    record = make_record(source, index, None, title, abstract)
+    assert isinstance(record, Record)
+    return record
 
 
 def test_parse_digests_composite_splits_records_and_dead_letters(tmp_path: Path) -> None:
