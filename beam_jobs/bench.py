@@ -68,7 +68,7 @@ from transforms.text import normalized_text
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GENERATOR_SOURCES = ("beam_jobs/synthetic.py", "beam_jobs/vocabulary.py")
 PIPELINE_WORKER = "_pipeline-worker"
-SECTIONS = ("quality", "speed", "determinism")
+SECTIONS = ("quality", "speed", "determinism", "embeddings")
 DEDUP_ONLY = ("--no_embeddings",)
 # Ambiguous by design (see the module docstring): reported apart, not scored as pairs.
 UNSCORED = frozenset({"revision", "missing_abstract"})
@@ -673,6 +673,57 @@ def determinism_section(settings: Settings, results: dict[str, Any]) -> None:
 # ======================================================================================= main
 
 
+def embeddings_section(settings: Settings, results: dict[str, Any]) -> None:
+    from beam_jobs import bench_embed
+
+    data = corpus(settings, "embeddings", GeneratorConfig(records=800, seed=settings.seed + 3))
+    row = bench_embed.pipeline_vs_encode(data, settings.out / "runs" / "embeddings")
+    results["embeddings"] = row
+    emit(
+        results,
+        render_table(
+            "Whole pipeline with embeddings vs plain encode of its canonical texts (same process)",
+            [
+                "records",
+                "canonical texts",
+                "embedded_texts",
+                "pipeline s",
+                "encode s",
+                "ratio (goal <= 1.2)",
+                "encode texts/s",
+            ],
+            [
+                [
+                    row["records"],
+                    row["canonical_texts"],
+                    row["embedded_texts"],
+                    row["pipeline_s"],
+                    row["encode_s"],
+                    f"{row['ratio']:.2f}x",
+                    row["texts_per_s_encode"],
+                ]
+            ],
+        ),
+    )
+    quality = bench_embed.tag_quality()
+    if quality is None:
+        log("seed dumps absent: tag quality skipped")
+        return
+    results["tags"] = quality
+    table_rows = []
+    for name, scores in quality.items():
+        if isinstance(scores, dict) and {"precision", "recall", "f1"} <= scores.keys():
+            table_rows.append([name, scores["precision"], scores["recall"], scores["f1"]])
+    emit(
+        results,
+        render_table(
+            "Topic tags on the labelled seed papers (micro averages)",
+            ["setting", "precision", "recall", "F1"],
+            table_rows,
+        ),
+    )
+
+
 def machine() -> dict[str, Any]:
     import psutil
 
@@ -793,6 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quality": quality_section,
         "speed": speed_section,
         "determinism": determinism_section,
+        "embeddings": embeddings_section,
     }
     for name in SECTIONS:
         if name in settings.sections:

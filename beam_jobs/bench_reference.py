@@ -32,6 +32,7 @@ from datasketch import MinHash, MinHashLSH
 
 from beam_jobs.synthetic import open_dump
 from transforms.lines import parse_stream
+from transforms.minhash import MinHashConfig
 from transforms.parse import file_context
 from transforms.records import Record
 from transforms.text import normalized_text
@@ -120,7 +121,8 @@ def similar_pairs(
     signatures: Sequence[MinHash], threshold: float, num_perm: int
 ) -> list[tuple[int, int]]:
     """Verified LSH pairs (i, j), i < j, of the distinct texts."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # Same banding rule as the pipeline (MinHashConfig.lsh_weights): a like-for-like index.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=MinHashConfig().lsh_weights)
     for key, signature in enumerate(signatures):
         lsh.insert(key, signature)
     pairs = []

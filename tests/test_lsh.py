@@ -84,7 +84,9 @@ def corpus() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def datasketch_index(corpus) -> MinHashLSH:
-    index = MinHashLSH(threshold=CONFIG.threshold, num_perm=CONFIG.num_perm)
+    index = MinHashLSH(
+        threshold=CONFIG.threshold, num_perm=CONFIG.num_perm, weights=CONFIG.lsh_weights
+    )
     for node, signature in corpus.items():
         index.insert(node, MinHash(hashvalues=signature, scheme=CONFIG.scheme))
     assert (index.b, index.r) == (BANDS, ROWS)

@@ -74,9 +74,12 @@ def test_config_rejects_bad_values(kwargs, message):
     ("threshold", "num_perm"), [(0.8, 128), (0.5, 128), (0.9, 64), (0.7, 32), (0.85, 256)]
 )
 def test_lsh_params_match_datasketch(threshold, num_perm):
-    index = MinHashLSH(threshold=threshold, num_perm=num_perm)
     config = MinHashConfig(threshold=threshold, num_perm=num_perm)
+    index = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=config.lsh_weights)
     assert config.lsh_params == (index.b, index.r)
+    equal = MinHashConfig(threshold=threshold, num_perm=num_perm, lsh_weights=(0.5, 0.5))
+    default_index = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    assert equal.lsh_params == (default_index.b, default_index.r)
 
 
 # ------------------------------------------------------------------------------- shingles
@@ -225,7 +228,9 @@ def test_band_keys_match_datasketch_buckets_on_real_signatures():
     rng = random.Random(5)
     texts += [t[: len(t) - rng.randint(0, 2)] for t in texts[:100]]  # near copies
     signatures = MinHasher(config).signatures(texts)
-    index = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
+    index = MinHashLSH(
+        threshold=config.threshold, num_perm=config.num_perm, weights=config.lsh_weights
+    )
     for i, signature in enumerate(signatures):
         index.insert(i, MinHash(hashvalues=signature, scheme=config.scheme))
     keys = [band_keys(signature, bands, rows) for signature in signatures]
