@@ -37,6 +37,8 @@ from transforms.text import normalized_text
 
 CLUSTERS = "clusters"
 ROWS = "rows"
+ALONE = "alone"
+LINKED = "linked"
 
 
 @dataclass(frozen=True)
@@ -118,24 +120,27 @@ class ClusterDuplicates(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         by_text = records | "KeyByText" >> beam.Map(lambda r: (r.content_hash, r))
-        if self._config.near_duplicates:
-            by_group = by_text | "NearDuplicateGroups" >> NearDuplicateGroups(self._config)
+        if not self._config.near_duplicates:
+            groups = by_text | "GroupCandidates" >> beam.GroupByKey()
         else:
-            by_group = by_text
-        return (
-            by_group
-            | "GroupCandidates" >> beam.GroupByKey()
-            | "AssignClusters"
-            >> beam.ParDo(AssignClustersFn(self._config)).with_outputs(CLUSTERS, main=ROWS)
+            found = by_text | "NearDuplicateGroups" >> NearDuplicateGroups(self._config)
+            # Only records of linked texts take a second shuffle; a text similar to no other
+            # is already a complete candidate group after the label join.
+            linked = found.linked | "GroupCandidates" >> beam.GroupByKey()
+            groups = (found.alone, linked) | "AllCandidateGroups" >> beam.Flatten()
+        return groups | "AssignClusters" >> beam.ParDo(AssignClustersFn(self._config)).with_outputs(
+            CLUSTERS, main=ROWS
         )
 
 
 class NearDuplicateGroups(beam.PTransform):
-    """(content_hash, record) -> (candidate group key, record).
+    """(content_hash, record) -> ``result.alone``: (content_hash, records) for texts similar
+    to no other text (complete candidate groups), and ``result.linked``: (component label,
+    record) for the rest, to be grouped by label.
 
     Distinct texts are signed once, bucketed by LSH bands, candidate pairs verified against
-    the threshold, and linked into connected components; a text's group key is the smallest
-    content_hash of its component (its own hash when it has no similar text).
+    the threshold, and linked into connected components; the label is the smallest
+    content_hash of a component.
     """
 
     def __init__(self, config: DedupConfig) -> None:
@@ -164,13 +169,15 @@ class NearDuplicateGroups(beam.PTransform):
         return (
             {"records": by_text, "label": labels}
             | "JoinGroupLabels" >> beam.CoGroupByKey()
-            | "KeyByGroup" >> beam.FlatMap(_key_by_group)
+            | "SplitByLink" >> beam.FlatMap(_split_by_link).with_outputs(LINKED, main=ALONE)
         )
 
 
-def _key_by_group(element) -> Iterator[tuple[str, Record]]:
+def _split_by_link(element) -> Iterator:
     content_hash, joined = element
     labels = list(joined["label"])
-    group = labels[0] if labels else content_hash
+    if not labels:
+        yield content_hash, list(joined["records"])
+        return
     for record in joined["records"]:
-        yield group, record
+        yield beam.pvalue.TaggedOutput(LINKED, (labels[0], record))
