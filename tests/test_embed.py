@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 
-from pathlib import Path  # noqa: E402
-
-import apache_beam as beam  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from apache_beam.testing import test_pipeline  # noqa: E402
-from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
-
-from transforms.embed import (  # noqa: E402
+from transforms.embed import (
     EMBEDDING_DIM,
     METRICS_NAMESPACE,
     EmbedConfig,

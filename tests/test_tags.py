@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import copy
+import json
+import tomllib
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that
 
-import copy  # noqa: E402
-import json  # noqa: E402
-import tomllib  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import apache_beam as beam  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from apache_beam.testing import test_pipeline  # noqa: E402
-from apache_beam.testing.util import assert_that  # noqa: E402
-
-from transforms.tags import (  # noqa: E402
+from transforms.tags import (
     DEFAULT_TAXONOMY,
     TagPapers,
     TaxonomyError,
