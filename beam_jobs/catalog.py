@@ -8,6 +8,7 @@ import os
 import duckdb
 import pyarrow.parquet as pq
 
+from beam_jobs import layout
 from transforms.schema import TABLES
 
 
@@ -17,7 +18,7 @@ def _quote(value: str) -> str:
 
 def embedding_dim(output: str) -> int | None:
     """The fixed size of the records' embedding column, read from a Parquet footer."""
-    files = sorted(glob.glob(os.path.join(output, "records", "*.parquet")))
+    files = sorted(glob.glob(layout.table_glob(output, "records")))
     if not files:
         return None
     field = pq.read_schema(files[0]).field("embedding") if files else None
@@ -32,7 +33,8 @@ def view_statements(output: str) -> list[str]:
     """
 
     def source(name: str) -> str:
-        return f"read_parquet({_quote(os.path.join(output, name, '*.parquet'))})"
+        path = layout.table_glob(output, name)
+        return f"read_parquet({_quote(path if '://' in path else os.path.abspath(path))})"
 
     dim = embedding_dim(output)
     cast = f" REPLACE (embedding::FLOAT[{dim}] AS embedding)" if dim else ""
@@ -52,8 +54,7 @@ def view_statements(output: str) -> list[str]:
 
 def connect(output: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views of ``output`` loaded."""
-    if not os.path.isdir(os.path.join(output, "records")):
-        raise FileNotFoundError(f"{output!r} is not a digestflow output (no records/ inside)")
+    layout.current_root(output)  # raises NotAnOutput (a FileNotFoundError) with the reason
     connection = duckdb.connect()
     for statement in view_statements(output):
         connection.execute(statement)

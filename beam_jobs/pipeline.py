@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 
+from beam_jobs import layout
 from beam_jobs.options import (
     DigestflowOptions,
     UserError,
@@ -166,13 +167,15 @@ def check_inputs(patterns: list[str]) -> None:
         raise UserError("no file matches " + ", ".join(repr(p) for p in empty))
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuse to mix a new run with an old one; with ``overwrite``, remove the old tables."""
+def prepare_output(output: str, overwrite: bool) -> str:
+    """Refuse to mix a new run with an old one; with ``overwrite``, remove the old run.
+    Returns the directory of the version this run writes (see :mod:`beam_jobs.layout`)."""
+    root = FileSystems.join(output, layout.version_name(1))
     if is_remote(output):
-        return
+        return root
     existing = [
         path
-        for name in (*TABLES, *(f"_tmp_{t}" for t in TABLES), SUMMARY_FILE)
+        for name in _run_entries(output)
         if FileSystems.exists(path := FileSystems.join(output, name))
     ]
     if existing and not overwrite:
@@ -190,6 +193,24 @@ def prepare_output(output: str, overwrite: bool) -> None:
         FileSystems.delete([probe])
     except Exception as error:  # noqa: BLE001 - any failure here means "not writable"
         raise UserError(f"output directory {output!r} is not writable: {error}") from None
+    return root
+
+
+def _run_entries(output: str) -> list[str]:
+    """Names inside ``output`` that belong to digestflow runs: the manifest, version
+    directories, and the flat tables of outputs written before versioning."""
+    import os
+
+    if not os.path.isdir(output):
+        return []
+    legacy = {*TABLES, *(f"_tmp_{t}" for t in TABLES), SUMMARY_FILE}
+    return sorted(
+        name
+        for name in os.listdir(output)
+        if name in legacy
+        or name == layout.MANIFEST_FILE
+        or layout.VERSION_PATTERN.fullmatch(name)
+    )
 
 
 def finalize_output(output: str) -> None:
@@ -254,14 +275,15 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     dry_run = translate_only(options)
     check_offline_locations(options)
     check_inputs(ours.input)
+    root = FileSystems.join(ours.output, layout.version_name(1))
     if not dry_run:
-        prepare_output(ours.output, ours.overwrite)
+        root = prepare_output(ours.output, ours.overwrite)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(
         pipeline,
         ours.input,
-        ours.output,
+        root,
         config,
         ours.digest_year,
         ours.output_shards,
@@ -272,9 +294,10 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     if dry_run:
         return None
     result.wait_until_finish()
-    finalize_output(ours.output)
+    finalize_output(root)
     summary = summarize(counters(result), ours.output, time.monotonic() - started)
-    with FileSystems.create(FileSystems.join(ours.output, SUMMARY_FILE)) as fh:
+    with FileSystems.create(FileSystems.join(root, SUMMARY_FILE)) as fh:
         fh.write(json.dumps(summary, indent=2, default=str).encode())
+    layout.publish(ours.output, layout.Manifest(version=1, root=layout.version_name(1)))
     logging.getLogger(__name__).info("run summary: %s", summary)
     return summary

@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import catalog
+from beam_jobs import catalog, layout
 from beam_jobs.pipeline import run
 from beam_jobs.synthetic import read_ground_truth
 from transforms.dedup import ClusterDuplicates, DedupConfig
@@ -102,7 +102,8 @@ def test_end_to_end_every_slot_lands_once(small_corpus: Path, tmp_path: Path) ->
     assert summary["records_parsed"] == summary["rows_written"] == len(rows)
     assert summary["dead_lettered"] == len(dead)
     assert summary["every_record_written_once"] is True
-    assert json.loads((output / "run_summary.json").read_text())["rows_written"] == len(rows)
+    written = Path(layout.current_root(str(output))) / "run_summary.json"
+    assert json.loads(written.read_text())["rows_written"] == len(rows)
 
     (bad,) = con.execute(
         "SELECT count(*) FROM (SELECT cluster_id FROM records GROUP BY cluster_id "
@@ -204,8 +205,9 @@ def test_refuses_to_mix_runs_without_overwrite(small_corpus: Path, tmp_path: Pat
     with pytest.raises(UserError, match="--overwrite"):
         _run([str(small_corpus / "digest_*")], output)
     _run([str(small_corpus / "digest_*.txt")], output, "--overwrite", "--no_near_duplicates")
-    files = os.listdir(output / "records")
-    assert all(f.endswith(".parquet") for f in files)
+    files = os.listdir(layout.table_dir(str(output), "records"))
+    assert files and all(f.endswith(".parquet") for f in files)
+    assert sorted(os.listdir(output)) == ["manifest.json", "v000001"], "old run not removed"
 
 
 def test_year_rule_for_date_lines() -> None:

@@ -1,0 +1,106 @@
+"""Where a digestflow output directory keeps its tables.
+
+An output directory holds immutable *versions* side by side and one small manifest that
+names the current version::
+
+    DIR/manifest.json            {"format": 1, "version": 3, "root": "v000003", ...}
+    DIR/v000003/records/         *.parquet
+    DIR/v000003/clusters/
+    DIR/v000003/dead_letter/
+    DIR/v000003/run_summary.json
+
+A run or an update writes a new version beside the current one and then replaces the
+manifest (an atomic rename locally; a single-object write on GCS), so readers see the old
+version or the new one, never a mix. Every reader resolves table paths through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = 1
+VERSION_PATTERN = re.compile(r"v\d{6}")
+
+
+class NotAnOutput(FileNotFoundError):
+    """The directory holds no digestflow output."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: int
+    root: str  # the version's directory, relative to the output directory
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        document = {
+            "format": MANIFEST_FORMAT,
+            "version": self.version,
+            "root": self.root,
+            "inputs": self.inputs,
+            **self.extra,
+        }
+        return json.dumps(document, indent=1, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        document = json.loads(text)
+        if document.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"unsupported manifest format {document.get('format')!r}")
+        known = {"format", "version", "root", "inputs"}
+        return cls(
+            version=int(document["version"]),
+            root=str(document["root"]),
+            inputs=list(document.get("inputs", [])),
+            extra={k: v for k, v in document.items() if k not in known},
+        )
+
+
+def version_name(version: int) -> str:
+    return f"v{version:06d}"
+
+
+def read_manifest(output: str) -> Manifest | None:
+    path = FileSystems.join(output, MANIFEST_FILE)
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as fh:
+        return Manifest.from_json(fh.read().decode("utf-8"))
+
+
+def current_root(output: str) -> str:
+    """The directory of the current version of ``output``."""
+    manifest = read_manifest(output)
+    if manifest is None:
+        raise NotAnOutput(f"{output!r} is not a digestflow output (no {MANIFEST_FILE} inside)")
+    return FileSystems.join(output, manifest.root)
+
+
+def table_dir(output: str, table: str) -> str:
+    """The directory of ``table`` in the current version of ``output``."""
+    return FileSystems.join(current_root(output), table)
+
+
+def table_glob(output: str, table: str) -> str:
+    """A glob of the Parquet files of ``table`` in the current version (for DuckDB)."""
+    return FileSystems.join(table_dir(output, table), "*.parquet")
+
+
+def publish(output: str, manifest: Manifest) -> None:
+    """Make ``manifest`` the current one. The new manifest is written beside the old one
+    and renamed over it: locally ``os.rename`` replaces atomically; on GCS the rename is a
+    copy to one object, which readers see whole or not at all."""
+    final = FileSystems.join(output, MANIFEST_FILE)
+    scratch = FileSystems.join(output, f".{MANIFEST_FILE}.{manifest.version}.tmp")
+    with FileSystems.create(scratch) as fh:
+        fh.write(manifest.to_json().encode("utf-8"))
+    if "://" in output and FileSystems.exists(final):
+        FileSystems.delete([final])  # object stores refuse to rename over an object
+    FileSystems.rename([scratch], [final])
