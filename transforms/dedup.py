@@ -16,7 +16,7 @@ distinct text is signed once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -29,7 +29,7 @@ from transforms.clusters import (
     record_row,
 )
 from transforms.components import ConnectedComponents
-from transforms.lsh import LshCandidatePairs, SignTexts, VerifiedSimilarPairs
+from transforms.lsh import DEFAULT_SHARDS, LshCandidatePairs, SignTexts, VerifiedSimilarPairs
 from transforms.minhash import MinHashConfig, MinHasher, estimated_jaccard
 from transforms.read import NAMESPACE
 from transforms.records import Record
@@ -52,6 +52,9 @@ class DedupConfig:
     # when similarity does not carry through the centre (measured in tests/test_lsh.py).
     second_centre: bool = True
     component_rounds: int = 8
+    # LSH buckets are formed in memory per shard (transforms.lsh._GroupBuckets); a shard
+    # holds distinct texts x bands / lsh_shards entries.
+    lsh_shards: int = DEFAULT_SHARDS
 
     def __post_init__(self) -> None:
         if self.canonical_policy not in CANONICAL_POLICIES:
@@ -59,6 +62,8 @@ class DedupConfig:
             raise ValueError(
                 f"unknown canonical policy {self.canonical_policy!r}; choose one of: {known}"
             )
+        if self.lsh_shards < 1:
+            raise ValueError(f"lsh_shards must be >= 1, got {self.lsh_shards}")
         if self.component_rounds < 0:
             raise ValueError(f"component_rounds must be >= 0, got {self.component_rounds}")
 
@@ -84,11 +89,11 @@ class AssignClustersFn(beam.DoFn):
     def setup(self) -> None:
         self._hasher = MinHasher(self._config.minhash) if self._config.near_duplicates else None
 
-    def process(self, element: tuple[str, list[Record]]) -> Iterator:
+    def process(self, element: tuple[str, list[Record] | list[tuple[Record, bytes]]]) -> Iterator:
         _, members = element
-        members = list(members)
+        members, signatures = _members_and_signatures(members)
         self._group_size.update(len(members))
-        similarity = self._similarity(members) if self._hasher is not None else None
+        similarity = self._similarity(members, signatures) if self._hasher is not None else None
         assignments = assign_clusters(
             members, self._config.canonical_policy, similarity, self._config.threshold
         )
@@ -99,16 +104,33 @@ class AssignClustersFn(beam.DoFn):
             self._rows.inc()
             yield record_row(assignment)
 
-    def _similarity(self, members: list[Record]):
-        """Estimated Jaccard between the group's distinct texts, signed once each here
-        (cheaper than shipping every record's signature through the shuffles)."""
+    def _similarity(self, members: list[Record], signatures: dict[str, bytes]):
+        """Estimated Jaccard between the group's distinct texts: from the signatures the
+        group arrived with (linked groups), else signed here once each."""
         texts = {m.content_hash: m for m in members}
         if len(texts) < 2:
             return None
-        keys = sorted(texts)
-        signatures = self._hasher.signatures([text_tokens(texts[k]) for k in keys])
-        by_hash = dict(zip(keys, signatures, strict=True))
-        return lambda a, b: estimated_jaccard(by_hash[a], by_hash[b])
+        unsigned = sorted(set(texts) - set(signatures))
+        if unsigned:
+            fresh = self._hasher.signatures([text_tokens(texts[k]) for k in unsigned])
+            signatures = {**signatures, **dict(zip(unsigned, fresh, strict=True))}
+        return lambda a, b: estimated_jaccard(signatures[a], signatures[b])
+
+
+def _members_and_signatures(
+    members: Iterable[Record] | Iterable[tuple[Record, bytes]],
+) -> tuple[list[Record], dict[str, bytes]]:
+    """A candidate group's records, and the packed signatures of its texts when the group
+    carries them (records of linked texts travel with their text's signature)."""
+    records, signatures = [], {}
+    for member in members:
+        if isinstance(member, Record):
+            records.append(member)
+        else:
+            record, signature = member
+            records.append(record)
+            signatures[record.content_hash] = signature
+    return records, signatures
 
 
 class ClusterDuplicates(beam.PTransform):
@@ -136,7 +158,8 @@ class ClusterDuplicates(beam.PTransform):
 class NearDuplicateGroups(beam.PTransform):
     """(content_hash, record) -> ``result.alone``: (content_hash, records) for texts similar
     to no other text (complete candidate groups), and ``result.linked``: (component label,
-    record) for the rest, to be grouped by label.
+    (record, packed signature of its text)) for the rest, to be grouped by label. The
+    signatures ride along so the group's similarities need no second signing.
 
     Distinct texts are signed once, bucketed by LSH bands, candidate pairs verified against
     the threshold, and linked into connected components; the label is the smallest
@@ -158,16 +181,18 @@ class NearDuplicateGroups(beam.PTransform):
             | "SignTexts" >> SignTexts(cfg.minhash)
         )
         candidates = signatures | "LshCandidatePairs" >> LshCandidatePairs.from_config(
-            cfg.minhash, second_centre=cfg.second_centre
+            cfg.minhash, second_centre=cfg.second_centre, shards=cfg.lsh_shards
+        )
+        verified = (candidates, signatures) | "VerifiedSimilarPairs" >> VerifiedSimilarPairs(
+            cfg.threshold, with_signatures=True
         )
         labels = (
-            (candidates, signatures)
-            | "VerifiedSimilarPairs" >> VerifiedSimilarPairs(cfg.threshold)
+            verified.edges
             | "Edges" >> beam.Map(lambda pair: (pair[0], pair[1]))
             | "ConnectedComponents" >> ConnectedComponents(rounds=cfg.component_rounds)
         )
         return (
-            {"records": by_text, "label": labels}
+            {"records": by_text, "label": labels, "signature": verified.linked_signatures}
             | "JoinGroupLabels" >> beam.CoGroupByKey()
             | "SplitByLink" >> beam.FlatMap(_split_by_link).with_outputs(LINKED, main=ALONE)
         )
@@ -179,5 +204,6 @@ def _split_by_link(element) -> Iterator:
     if not labels:
         yield content_hash, list(joined["records"])
         return
+    signature = next(iter(joined["signature"]))
     for record in joined["records"]:
-        yield beam.pvalue.TaggedOutput(LINKED, (labels[0], record))
+        yield beam.pvalue.TaggedOutput(LINKED, (labels[0], (record, signature)))

@@ -37,9 +37,20 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from transforms.minhash import MinHashConfig, MinHasher, band_keys, estimated_jaccard
+from transforms.minhash import (
+    MinHashConfig,
+    MinHasher,
+    Signature,
+    as_signature,
+    band_hashes,
+    band_keys,
+    estimated_jaccard,
+    pack_signature,
+)
 
 NAMESPACE = "lsh"
+EDGES = "edges"
+LINKED_SIGNATURES = "linked_signatures"
 
 BucketKey = tuple[int, int]  # (band index, 64-bit hash of the band's slice)
 Edge = tuple[str, str]
@@ -74,7 +85,8 @@ def star_edges(members: Collection[str], second_centre: bool = False) -> list[Ed
 
 
 class _SignBatch(beam.DoFn):
-    """Signs a batch of (node_id, tokens) at once: numpy cost is per batch, not per text."""
+    """Signs a batch of (node_id, tokens) at once: numpy cost is per batch, not per text.
+    Signatures leave packed (:func:`transforms.minhash.pack_signature`)."""
 
     def __init__(self, config: MinHashConfig) -> None:
         self._config = config
@@ -87,7 +99,7 @@ class _SignBatch(beam.DoFn):
         assert self._hasher is not None
         signatures = self._hasher.signatures([tokens for _, tokens in batch])
         for (node_id, _), signature in zip(batch, signatures, strict=True):
-            yield node_id, signature.copy()  # own memory, not a view of the batch
+            yield node_id, pack_signature(signature)
 
 
 class _BucketDoFn(beam.DoFn):
@@ -173,13 +185,18 @@ class _VerifySecond(beam.DoFn):
         if signature is None:
             self._missing.inc(sum(1 for _ in grouped["first"]))
             return
+        linked = False
         for first, first_signature in grouped["first"]:
             similarity = estimated_jaccard(first_signature, signature)
             if similarity >= self._threshold:
                 self._verified.inc()
+                linked = True
                 yield first, node, similarity
+                yield beam.pvalue.TaggedOutput(LINKED_SIGNATURES, (first, first_signature))
             else:
                 self._rejected.inc()
+        if linked:
+            yield beam.pvalue.TaggedOutput(LINKED_SIGNATURES, (node, signature))
 
 
 # ------------------------------------------------------------------------------- composites
@@ -192,7 +209,11 @@ def _checked_banding(bands: int, rows: int) -> tuple[int, int]:
 
 
 class SignTexts(beam.PTransform):
-    """(node_id, tokens) -> (node_id, signature), signed in batches with one MinHasher."""
+    """(node_id, tokens) -> (node_id, packed signature), signed in batches by one MinHasher.
+
+    Consumers read a packed signature with :func:`transforms.minhash.as_signature`; every
+    composite here accepts packed and array signatures alike.
+    """
 
     def __init__(self, config: MinHashConfig, max_batch_size: int = 512) -> None:
         super().__init__()
@@ -207,19 +228,97 @@ class SignTexts(beam.PTransform):
         )
 
 
-class _GroupBuckets(beam.PTransform):
-    """(node_id, signature) -> ((band, band_hash), members): every bucket, singletons too."""
+DEFAULT_SHARDS = 256
 
-    def __init__(self, bands: int, rows: int) -> None:
+
+# A shard's entries as they travel: band indexes (uint16 bytes), band hashes (uint64 bytes),
+# and the node id of each entry. Arrays, not tuples: a shuffle copies them as bytes.
+ShardEntries = tuple[bytes, bytes, list[str]]
+
+
+def shard_entries(
+    batch: Sequence[tuple[str, Signature]], bands: int, rows: int, shards: int
+) -> dict[int, ShardEntries]:
+    """The (band, band_hash, node_id) entries of a batch of signatures, split by shard.
+
+    A bucket's shard is its band hash modulo ``shards`` (the hash is uniform), so every entry
+    of one bucket lands in one shard whichever batch it came from.
+    """
+    if not batch:
+        return {}
+    nodes = [node_id for node_id, _ in batch]
+    hashes = band_hashes(np.stack([as_signature(sig) for _, sig in batch]), bands, rows)
+    shard_of = (hashes % np.uint64(shards)).ravel()
+    order = np.argsort(shard_of, kind="stable")
+    sorted_shards = shard_of[order]
+    flat_hashes = hashes.ravel()[order]
+    flat_bands = (order % bands).astype(np.uint16)
+    flat_nodes = order // bands
+    cuts = [0, *(np.flatnonzero(np.diff(sorted_shards)) + 1).tolist(), len(order)]
+    return {
+        int(sorted_shards[start]): (
+            flat_bands[start:end].tobytes(),
+            flat_hashes[start:end].tobytes(),
+            [nodes[i] for i in flat_nodes[start:end].tolist()],
+        )
+        for start, end in itertools.pairwise(cuts)
+    }
+
+
+def shared_buckets(entry_lists: Iterable[ShardEntries]) -> Iterator[tuple[BucketKey, list[str]]]:
+    """The buckets of >= 2 members among a shard's entries, in key order."""
+    entry_lists = list(entry_lists)
+    if not entry_lists:
+        return
+    band = np.concatenate([np.frombuffer(b, dtype=np.uint16) for b, _, _ in entry_lists])
+    band_hash = np.concatenate([np.frombuffer(h, dtype=np.uint64) for _, h, _ in entry_lists])
+    nodes = [node_id for _, _, ids in entry_lists for node_id in ids]
+    order = np.lexsort((band_hash, band))
+    band, band_hash = band[order], band_hash[order]
+    new_key = np.ones(len(order), dtype=bool)
+    new_key[1:] = (band[1:] != band[:-1]) | (band_hash[1:] != band_hash[:-1])
+    starts = np.flatnonzero(new_key)
+    ends = np.append(starts[1:], len(order))
+    shared = (ends - starts) > 1
+    for start, end in zip(starts[shared].tolist(), ends[shared].tolist(), strict=True):
+        key = (int(band[start]), int(band_hash[start]))
+        yield key, [nodes[i] for i in order[start:end].tolist()]
+
+
+class _ShardEntries(beam.DoFn):
+    def __init__(self, bands: int, rows: int, shards: int) -> None:
+        self._bands, self._rows, self._shards = bands, rows, shards
+
+    def process(self, batch):
+        yield from shard_entries(batch, self._bands, self._rows, self._shards).items()
+
+
+class _GroupBuckets(beam.PTransform):
+    """(node_id, signature) -> ((band, band_hash), members) for every bucket of >= 2.
+
+    Grouping each (band, band_hash) key on its own would shuffle bands x texts tiny
+    elements, nearly all of them singleton buckets; the per-element cost of that shuffle
+    was the largest single cost of the dedup path. Instead a batch of signatures is split
+    into ``shards`` lists of entries, the lists are grouped by shard, and each shard's
+    buckets are formed in memory: the same buckets, about ``batches x shards`` elements.
+    A shard holds ``texts x bands / shards`` entries (size it for the corpus: see
+    docs/design.md); a hot bucket is in one shard, as it was in one key.
+    """
+
+    def __init__(self, bands: int, rows: int, shards: int = DEFAULT_SHARDS) -> None:
         super().__init__()
         self.bands, self.rows = _checked_banding(bands, rows)
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1, got {shards}")
+        self.shards = shards
 
     def expand(self, signatures):
-        bands, rows = self.bands, self.rows
         return (
             signatures
-            | "BandKeys" >> beam.FlatMap(lambda e: bucket_entries(e[0], e[1], bands, rows))
-            | "GroupBuckets" >> beam.GroupByKey()
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4096)
+            | "ShardEntries" >> beam.ParDo(_ShardEntries(self.bands, self.rows, self.shards))
+            | "GroupShards" >> beam.GroupByKey()
+            | "SharedBuckets" >> beam.FlatMap(lambda kv: shared_buckets(kv[1]))
         )
 
 
@@ -231,14 +330,15 @@ class LshBuckets(beam.PTransform):
     ``lsh/bucket_size`` (its max is the largest bucket).
     """
 
-    def __init__(self, bands: int, rows: int) -> None:
+    def __init__(self, bands: int, rows: int, shards: int = DEFAULT_SHARDS) -> None:
         super().__init__()
         self.bands, self.rows = _checked_banding(bands, rows)
+        self.shards = shards
 
     def expand(self, signatures):
         return (
             signatures
-            | "Group" >> _GroupBuckets(self.bands, self.rows)
+            | "Group" >> _GroupBuckets(self.bands, self.rows, self.shards)
             | "SharedBuckets" >> beam.ParDo(_SharedBuckets())
         )
 
@@ -253,19 +353,28 @@ class LshCandidatePairs(beam.PTransform):
     ``lsh/candidate_edges`` (after).
     """
 
-    def __init__(self, bands: int, rows: int, second_centre: bool = False) -> None:
+    def __init__(
+        self,
+        bands: int,
+        rows: int,
+        second_centre: bool = False,
+        shards: int = DEFAULT_SHARDS,
+    ) -> None:
         super().__init__()
         self.bands, self.rows = _checked_banding(bands, rows)
         self.second_centre = second_centre
+        self.shards = shards
 
     @classmethod
-    def from_config(cls, config: MinHashConfig, second_centre: bool = False) -> LshCandidatePairs:
-        return cls(*config.lsh_params, second_centre=second_centre)
+    def from_config(
+        cls, config: MinHashConfig, second_centre: bool = False, shards: int = DEFAULT_SHARDS
+    ) -> LshCandidatePairs:
+        return cls(*config.lsh_params, second_centre=second_centre, shards=shards)
 
     def expand(self, signatures):
         return (
             signatures
-            | "Group" >> _GroupBuckets(self.bands, self.rows)
+            | "Group" >> _GroupBuckets(self.bands, self.rows, self.shards)
             | "StarEdges" >> beam.ParDo(_BucketStars(self.second_centre))
             | "DistinctEdges" >> beam.Distinct()
             | "CountCandidates" >> beam.ParDo(_Count("candidate_edges"))
@@ -279,13 +388,18 @@ class VerifiedSimilarPairs(beam.PTransform):
     first attaches a's signature to each pair at a, the second compares it with b's at b. A
     signature travels once per edge it takes part in. Counters: ``lsh/verified_edges``,
     ``lsh/rejected_edges``, ``lsh/pairs_without_signature`` (should stay 0).
+
+    ``with_signatures=True`` returns ``result.edges`` and ``result.linked_signatures``:
+    (node, signature) for every end of a verified edge (repeated once per edge), so later
+    stages get the signatures of linked texts, and only of those, without another join.
     """
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, with_signatures: bool = False) -> None:
         super().__init__()
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         self.threshold = threshold
+        self.with_signatures = with_signatures
 
     def expand(self, pcolls):
         pairs, signatures = pcolls
@@ -294,8 +408,10 @@ class VerifiedSimilarPairs(beam.PTransform):
             | "JoinFirst" >> beam.CoGroupByKey()
             | "AttachFirst" >> beam.ParDo(_AttachFirst())
         )
-        return (
+        verified = (
             {"signature": signatures, "first": firsts}
             | "JoinSecond" >> beam.CoGroupByKey()
-            | "VerifySecond" >> beam.ParDo(_VerifySecond(self.threshold))
+            | "VerifySecond"
+            >> beam.ParDo(_VerifySecond(self.threshold)).with_outputs(LINKED_SIGNATURES, main=EDGES)
         )
+        return verified if self.with_signatures else verified[EDGES]

@@ -25,7 +25,6 @@ Signatures carry the scheme's dtype, so they are bit-identical to datasketch's `
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -365,30 +364,78 @@ class MinHasher:
 # ------------------------------------------------------------------------------ LSH & Jaccard
 
 
-def band_keys(signature: np.ndarray, bands: int, rows: int) -> list[tuple[int, int]]:
+Signature = np.ndarray | bytes
+
+# Fixed odd 64-bit multipliers, one per row position of a band (the same for every band),
+# drawn once from a seeded generator: band hashes never depend on the process or machine.
+_BAND_MULTIPLIERS = np.random.default_rng(0x0BA4D5).integers(
+    1, 1 << 63, size=4096, dtype=np.uint64, endpoint=False
+) | np.uint64(1)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: spreads every input bit over the 64-bit output."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(texts x bands) uint64: a 64-bit hash of each band's slice of each signature.
+
+    Vectorized over a batch (hashing slices one by one with a byte digest cost more than
+    signing). Equal slices give equal hashes; different slices collide with probability
+    about 2**-32 per pair and band at worst (a random linear form, then mixed), and a
+    spurious candidate is still verified before it links anything.
+    """
+    signatures = np.atleast_2d(signatures)
+    if bands * rows > signatures.shape[1]:
+        raise ValueError(
+            f"{bands} bands x {rows} rows exceed signature length {signatures.shape[1]}"
+        )
+    if rows > len(_BAND_MULTIPLIERS):
+        raise ValueError(f"rows must be <= {len(_BAND_MULTIPLIERS)}, got {rows}")
+    values = signatures[:, : bands * rows].astype(np.uint64).reshape(-1, bands, rows)
+    linear = (values * _BAND_MULTIPLIERS[:rows]).sum(axis=2, dtype=np.uint64)
+    salt = np.arange(1, bands + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return _mix64(linear + salt)
+
+
+def band_keys(signature: Signature, bands: int, rows: int) -> list[tuple[int, int]]:
     """(band index, 64-bit hash of the band's slice) for each of ``bands`` bands of ``rows``.
 
-    Two signatures share key i exactly when their slices i are equal, except for a 64-bit
-    BLAKE2b collision between different slices (probability ~ pairs / 2**64 per band:
-    negligible, and a spurious candidate is still verified afterwards). Values are hashed as
-    little-endian uint64 so keys do not depend on the signature dtype or the machine.
+    Two signatures share key i exactly when their slices i are equal (up to the hash
+    collisions bounded in :func:`band_hashes`). Values are hashed as integers, so keys do
+    not depend on the signature dtype (packed or not) or the machine.
     """
-    if bands * rows > len(signature):
-        raise ValueError(f"{bands} bands x {rows} rows exceed signature length {len(signature)}")
-    canonical = np.asarray(signature).astype("<u8", copy=False)
-    keys = []
-    for band in range(bands):
-        chunk = canonical[band * rows : (band + 1) * rows].tobytes()
-        digest = hashlib.blake2b(chunk, digest_size=8).digest()
-        keys.append((band, int.from_bytes(digest, "little")))
-    return keys
+    hashes = band_hashes(as_signature(signature)[None, :], bands, rows)[0]
+    return [(band, int(value)) for band, value in enumerate(hashes)]
 
 
-def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
-    """Fraction of equal positions: datasketch's ``MinHash.jaccard`` on raw signatures."""
-    if len(sig_a) != len(sig_b):
-        raise ValueError(f"signature lengths differ: {len(sig_a)} != {len(sig_b)}")
-    return float(np.count_nonzero(np.asarray(sig_a) == np.asarray(sig_b))) / len(sig_a)
+def pack_signature(signature: np.ndarray) -> bytes:
+    """A signature as it travels between pipeline stages: uint32 little-endian bytes.
+
+    Lossless for every scheme (``affine32`` values are uint32; ``legacy`` values are masked
+    to 32 bits), and Beam's coder copies bytes where it would pickle an array: pickling
+    signatures was a measured cost of every shuffle that carries them.
+    """
+    return np.asarray(signature).astype("<u4", copy=False).tobytes()
+
+
+def as_signature(value: Signature) -> np.ndarray:
+    """An array view of a signature, packed (:func:`pack_signature`) or not."""
+    if isinstance(value, bytes):
+        return np.frombuffer(value, dtype="<u4")
+    return np.asarray(value)
+
+
+def estimated_jaccard(sig_a: Signature, sig_b: Signature) -> float:
+    """Fraction of equal positions: datasketch's ``MinHash.jaccard`` on raw signatures
+    (arrays, or packed by :func:`pack_signature`)."""
+    a, b = as_signature(sig_a), as_signature(sig_b)
+    if len(a) != len(b):
+        raise ValueError(f"signature lengths differ: {len(a)} != {len(b)}")
+    return float(np.count_nonzero(a == b)) / len(a)
 
 
 def exact_jaccard(shingles_a: Iterable[str], shingles_b: Iterable[str]) -> float:
