@@ -3,7 +3,8 @@
 Shape (worst-case key size of each GroupByKey in brackets):
 
     (node_id, tokens) ─ SignTexts ─ (node_id, signature)
-        ─ LshCandidatePairs: BandKeys ─ GroupBuckets [members of one band bucket]
+        ─ LshCandidatePairs: ShardEntries ─ GroupShards [entries of the buckets of one shard]
+                             ─ SharedBuckets (numpy, per shard)
                              ─ StarEdges ─ DistinctEdges            -> (a, b), a < b
     (pairs, signatures)
         ─ VerifiedSimilarPairs: JoinFirst [partners of a] ─ JoinSecond [partners of b]
@@ -43,7 +44,6 @@ from transforms.minhash import (
     Signature,
     as_signature,
     band_hashes,
-    band_keys,
     estimated_jaccard,
     pack_signature,
 )
@@ -57,13 +57,6 @@ Edge = tuple[str, str]
 
 
 # ---------------------------------------------------------------------------- pure helpers
-
-
-def bucket_entries(
-    node_id: str, signature: np.ndarray, bands: int, rows: int
-) -> list[tuple[BucketKey, str]]:
-    """One ((band, band_hash), node_id) entry per band."""
-    return [(key, node_id) for key in band_keys(signature, bands, rows)]
 
 
 def star_edges(members: Collection[str], second_centre: bool = False) -> list[Edge]:
