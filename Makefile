@@ -11,7 +11,7 @@ RECORDS ?= 2000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench clean report-check
 
 setup: $(STAMP)
 
@@ -43,6 +43,25 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m beam_jobs.bench
+
+# The analyst's side end to end: generate, run (with embeddings), print a report, write the
+# HTML page and screenshot it in headless Chromium (apt-get install chromium).
+REPORT_INPUT ?= out/report-input
+REPORT_OUT ?= out/report
+REPORT_RECORDS ?= 1000
+CHROMIUM ?= chromium
+CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars
+
+report-check: $(STAMP)
+	$(BIN)/digestflow generate --out $(REPORT_INPUT) --records $(REPORT_RECORDS) --seed 7 --malformed_rate 0.02 --overwrite
+	$(BIN)/digestflow run --input '$(REPORT_INPUT)/*.txt*' --output $(REPORT_OUT) --overwrite
+	$(BIN)/digestflow report $(REPORT_OUT) overview
+	$(BIN)/digestflow report $(REPORT_OUT) --html out/report.html
+	profile=$$(mktemp -d) && $(CHROMIUM) $(CHROMIUM_FLAGS) --user-data-dir=$$profile \
+		--window-size=1200,2400 --screenshot=$(abspath out/report.png) \
+		file://$(abspath out/report.html) 2>/dev/null; rm -rf $$profile
+	test -s out/report.png && echo "screenshot: out/report.png"
 
 clean:
 	rm -rf out .pytest_cache

@@ -24,6 +24,10 @@ runs (slow: minutes per 10k records on 2 CPU cores).
    :func:`beam_jobs.bench_reference.peak_rss_mib` for why not the parent's ``getrusage``).
 3. **Determinism**: two pipeline runs on one input, in separate processes with different
    ``PYTHONHASHSEED``, must give the same (record_id, cluster_id, is_canonical, duplicate_of).
+4. **Embeddings** (see :mod:`beam_jobs.bench_embed`) and 5. **Semantic**: cosine of invented
+   revisions (``tests/data/revisions.jsonl``) against the closest distinct seed papers, with and
+   without the shared-name condition: the margin behind ``--semantic_threshold``
+   (:mod:`beam_jobs.bench_semantic`; ~2 min, skipped without the seed dumps).
 
 Usage: ``python -m beam_jobs.bench [--sizes 10000,100000] [--quality-records 6000]
 [--sections quality,speed,determinism] [--out out/bench]``. No timing is asserted anywhere.
@@ -68,7 +72,7 @@ from transforms.text import normalized_text
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GENERATOR_SOURCES = ("beam_jobs/synthetic.py", "beam_jobs/vocabulary.py")
 PIPELINE_WORKER = "_pipeline-worker"
-SECTIONS = ("quality", "speed", "determinism", "embeddings")
+SECTIONS = ("quality", "speed", "determinism", "embeddings", "semantic")
 DEDUP_ONLY = ("--no_embeddings",)
 # Ambiguous by design (see the module docstring): reported apart, not scored as pairs.
 UNSCORED = frozenset({"revision", "missing_abstract"})
@@ -724,6 +728,57 @@ def embeddings_section(settings: Settings, results: dict[str, Any]) -> None:
     )
 
 
+def semantic_section(settings: Settings, results: dict[str, Any]) -> None:
+    """Why --semantic_threshold is what it is: revision vs distinct-paper cosines."""
+    from beam_jobs import bench_semantic
+
+    measured = bench_semantic.semantic_margin()
+    if measured is None:
+        log("seed dumps absent: semantic margin skipped")
+        return
+    results["semantic"] = measured
+    m = measured
+    emit(
+        results,
+        render_table(
+            f"Semantic merge: true revisions vs distinct papers ({m['papers']} papers: "
+            "tests/data/revisions.jsonl + seed dumps; cosine of all-MiniLM-L6-v2 embeddings)",
+            ["measure", "cosine only", "with a shared name"],
+            [
+                ["revision pairs", m["revision_pairs"], m["revisions_sharing_a_name"]],
+                ["revision cosine min", m["revision_cosine_min"], m["revision_named_cosine_min"]],
+                ["revision cosine median", m["revision_cosine_median"], "-"],
+                ["revision word-3-shingle Jaccard max", m["revision_jaccard_max"], "-"],
+                [
+                    "max cosine of distinct papers",
+                    m["distinct_cosine_max"],
+                    m["distinct_named_cosine_max"],
+                ],
+                [
+                    "margin (revision min - distinct max)",
+                    m["margin_cosine_only"],
+                    m["margin_with_names"],
+                ],
+                ["midpoint", "-", m["midpoint_with_names"]],
+                ["chosen --semantic_threshold", "-", m["threshold"]],
+                ["revisions merged at it", "-", m["revisions_merged"]],
+                ["distinct pairs merged at it", "-", m["distinct_merged"]],
+            ],
+        ),
+    )
+    emit(
+        results,
+        render_table(
+            "Closest distinct papers that share a name (what the threshold must stay above)",
+            ["cosine", "shared name", "paper a", "paper b"],
+            [
+                [p["cosine"], ",".join(p["shared_names"]), p["a"][:50], p["b"][:50]]
+                for p in m["top_distinct_named"]
+            ],
+        ),
+    )
+
+
 def machine() -> dict[str, Any]:
     import psutil
 
@@ -845,6 +900,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "speed": speed_section,
         "determinism": determinism_section,
         "embeddings": embeddings_section,
+        "semantic": semantic_section,
     }
     for name in SECTIONS:
         if name in settings.sections:

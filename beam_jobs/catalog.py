@@ -1,9 +1,15 @@
-"""DuckDB over a digestflow output directory: one view per table, plus ``papers``."""
+"""DuckDB over a digestflow output directory: one view per table, plus ``papers``, and the
+named reports (documented SQL files shipped in ``beam_jobs/reports/``).
+
+Everything that knows where a table lives or what a view means is here, so the CLI, the HTML
+report and a user's own notebook (``digestflow catalog DIR --sql``) all see the same views.
+"""
 
 from __future__ import annotations
 
 import glob
 import os
+from importlib import resources
 
 import duckdb
 import pyarrow.parquet as pq
@@ -25,6 +31,14 @@ def embedding_dim(output: str) -> int | None:
     return getattr(field.type, "list_size", None) if field is not None else None
 
 
+def _has_table(output: str, name: str) -> bool:
+    """False for a table an output has no files for: it was written before that table
+    existed. Such a view is left out rather than failing every query. (Remote outputs are
+    not listed here: their views are always created.)"""
+    pattern = layout.table_glob(output, name)
+    return "://" in pattern or bool(glob.glob(pattern))
+
+
 def view_statements(output: str) -> list[str]:
     """CREATE VIEW statements, pasteable into the plain ``duckdb`` CLI or a notebook.
 
@@ -42,7 +56,7 @@ def view_statements(output: str) -> list[str]:
     statements += [
         f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source(name)}"
         for name in TABLES
-        if name != "records"
+        if name != "records" and _has_table(output, name)
     ]
     statements.append(
         "CREATE OR REPLACE VIEW papers AS SELECT r.*, c.size AS cluster_size, "
@@ -88,3 +102,61 @@ def similar(output: str, vector, k: int = 10) -> tuple[list[str], list[tuple]]:
     if dim is None:
         raise FileNotFoundError(f"{output!r} has no embeddings (run without --no_embeddings)")
     return query(output, SIMILAR_SQL.format(dim=int(dim)), [list(map(float, vector)), k])
+
+
+def catalog_script(output: str) -> str:
+    """The view statements as one script, ``;``-terminated, with absolute paths: paste it into
+    the plain ``duckdb`` CLI or ``duckdb.connect().execute(...)`` in a notebook."""
+    header = f"-- digestflow views over {_absolute(layout.current_root(output))}\n"
+    return header + "".join(statement + ";\n" for statement in view_statements(output))
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+# ---- named reports ------------------------------------------------------------------------
+
+REPORTS_PACKAGE = "beam_jobs"
+REPORTS_DIR = "reports"
+
+
+def _reports_root():
+    return resources.files(REPORTS_PACKAGE) / REPORTS_DIR
+
+
+def report_names() -> list[str]:
+    """Names of the shipped reports (``beam_jobs/reports/NAME.sql``), sorted."""
+    return sorted(
+        entry.name.removesuffix(".sql")
+        for entry in _reports_root().iterdir()
+        if entry.name.endswith(".sql")
+    )
+
+
+def report_sql(name: str) -> str:
+    """The SQL text of one report, header comment included (users read and copy it)."""
+    if name not in report_names():
+        raise ValueError(f"unknown report {name!r}; reports: {', '.join(report_names())}")
+    return (_reports_root() / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def report_doc(name: str) -> str:
+    """The report's header comment without the ``--`` markers: what it answers, its columns."""
+    lines = []
+    for line in report_sql(name).splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line[3:] if line.startswith("-- ") else line[2:])
+    return "\n".join(lines)
+
+
+def report_summary(name: str) -> str:
+    """The first line of the report's header, without its ``name:`` prefix."""
+    first = report_doc(name).splitlines()[0] if report_doc(name) else ""
+    return first.split(":", 1)[1].strip() if first.startswith(f"{name}:") else first
+
+
+def report(output: str, name: str) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of the named report run against ``output``."""
+    return query(output, report_sql(name))

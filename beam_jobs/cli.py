@@ -1,4 +1,5 @@
-"""``digestflow`` command line: run | sql | generate. Thin over the library."""
+"""``digestflow`` command line: run | sql | catalog | report | similar | generate. Thin over
+the library."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 
@@ -40,22 +42,157 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
+def print_rows(columns: list[str], rows: list[tuple], fmt: str = "table") -> None:
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        print(json.dumps(records, default=_json_default, indent=1))
+    else:
+        print(format_table(columns, rows))
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
+    if args.query is None:
+        try:
+            connection = catalog.connect(args.dir)
+        except FileNotFoundError as error:
+            raise UserError(str(error)) from None
+        try:
+            return sql_shell(connection, sys.stdin, sys.stdout)
+        finally:
+            connection.close()
     try:
         columns, rows = catalog.query(args.dir, args.query)
     except FileNotFoundError as error:
         raise UserError(str(error)) from None
     except duckdb.Error as error:
         raise UserError(f"SQL error: {error}") from None
-    if args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    elif args.format == "json":
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
-        print(json.dumps(records, default=_json_default, indent=1))
+    print_rows(columns, rows, args.format)
+    return 0
+
+
+SHELL_HELP = """statements end with ';' and may span lines. Views: records, clusters, dead_letter,
+papers. Commands: .tables  .schema VIEW  .report NAME  .help  .quit (or end of input)"""
+
+
+def sql_shell(connection: duckdb.DuckDBPyConnection, stdin: TextIO, stdout: TextIO) -> int:
+    """A small SQL shell over the loaded views (the ``duckdb`` CLI is a separate install; this
+    one needs nothing but the Python package). Reads ``;``-terminated statements from
+    ``stdin``: prompts and line editing on a terminal, a plain script when piped. Errors are
+    printed and the shell goes on; piped input that had an error exits with status 2."""
+    interactive = stdin.isatty()
+
+    def read_line(prompt: str) -> str | None:
+        if interactive and stdin is sys.stdin:
+            try:
+                return input(prompt) + "\n"
+            except EOFError:
+                return None
+        if interactive:
+            stdout.write(prompt)
+            stdout.flush()
+        return stdin.readline() or None
+
+    if interactive:
+        print(f"digestflow SQL shell (DuckDB {duckdb.__version__}); {SHELL_HELP}", file=stdout)
+    failed = False
+    buffer: list[str] = []
+    while (line := read_line("...> " if buffer else "sql> ")) is not None:
+        if not buffer and line.strip().startswith("."):
+            if line.strip() in (".quit", ".exit"):
+                break
+            failed |= not _shell_command(connection, line.strip(), stdout)
+            continue
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            failed |= not _shell_execute(connection, "".join(buffer), stdout)
+            buffer = []
+    if "".join(buffer).strip():
+        failed |= not _shell_execute(connection, "".join(buffer), stdout)
+    return 2 if failed and not interactive else 0
+
+
+def _shell_execute(connection: duckdb.DuckDBPyConnection, sql: str, stdout: TextIO) -> bool:
+    try:
+        cursor = connection.execute(sql)
+        rows = cursor.fetchall() if cursor.description else None
+    except duckdb.Error as error:
+        print(f"SQL error: {error}", file=stdout)
+        return False
+    if rows is None:
+        print("ok", file=stdout)
     else:
-        print(format_table(columns, rows))
+        print(format_table([d[0] for d in cursor.description], rows), file=stdout)
+    return True
+
+
+def _shell_command(connection: duckdb.DuckDBPyConnection, command: str, stdout: TextIO) -> bool:
+    name, _, argument = command.partition(" ")
+    argument = argument.strip()
+    if name == ".tables":
+        return _shell_execute(
+            connection,
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name",
+            stdout,
+        )
+    if name == ".schema" and argument:
+        return _shell_execute(connection, f"DESCRIBE {argument}", stdout)
+    if name == ".report" and argument in catalog.report_names():
+        return _shell_execute(connection, catalog.report_sql(argument), stdout)
+    if name == ".help":
+        print(SHELL_HELP, file=stdout)
+        print("reports: " + ", ".join(catalog.report_names()), file=stdout)
+        return True
+    print(f"unknown command {command!r}; {SHELL_HELP}", file=stdout)
+    return False
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    try:
+        if args.sql:
+            print(catalog.catalog_script(args.dir), end="")
+            return 0
+        connection = catalog.connect(args.dir)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    try:
+        rows = connection.execute(
+            "SELECT table_name AS view, column_name AS column, data_type AS type "
+            "FROM information_schema.columns ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        connection.close()
+    print_rows(["view", "column", "type"], rows, args.format)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.list:
+        rows = [(name, catalog.report_summary(name)) for name in catalog.report_names()]
+        print_rows(["report", "answers"], rows, args.format)
+        return 0
+    if args.html:
+        from beam_jobs import report_html
+
+        try:
+            written = report_html.write_report(args.dir, args.html)
+        except FileNotFoundError as error:
+            raise UserError(str(error)) from None
+        print(f"wrote {written}")
+        return 0
+    if not args.name:
+        raise UserError("name a report (see --list), or pass --list or --html FILE")
+    if args.sql:
+        print(catalog.report_sql(args.name), end="")
+        return 0
+    try:
+        columns, rows = catalog.report(args.dir, args.name)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    print_rows(columns, rows, args.format)
     return 0
 
 
@@ -102,6 +239,12 @@ def cmd_run(beam_argv: list[str]) -> int:
     if summary is None:
         print("pipeline translated (dry run or template), nothing executed here")
         return 0
+    if summary.get("unchanged"):
+        print(
+            f"nothing new: all {summary['files_skipped_already_ingested']} input dumps were "
+            f"ingested before; {summary['output']} stays at version {summary['version']}"
+        )
+        return 0
     print(
         f"files {summary['files_matched']}, records {summary['records_parsed']}, "
         f"rows written {summary['rows_written']}, clusters {summary['clusters']}, "
@@ -124,8 +267,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql = sub.add_parser("sql", help="query an output directory with DuckDB")
     sql.add_argument("dir", help="output directory of a run")
-    sql.add_argument("query", help="SQL over the views records, clusters, dead_letter, papers")
+    sql.add_argument(
+        "query",
+        nargs="?",
+        default=None,
+        help="SQL over the views records, clusters, dead_letter, papers "
+        "(omit it for a shell reading ';'-terminated statements from stdin)",
+    )
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    cat = sub.add_parser("catalog", help="the DuckDB views of an output directory")
+    cat.add_argument("dir", help="output directory of a run")
+    cat.add_argument(
+        "--sql", action="store_true", help="print the CREATE VIEW statements (for plain duckdb)"
+    )
+    cat.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rep = sub.add_parser("report", help="a named report (SQL shipped in the package), or HTML")
+    rep.add_argument("dir", help="output directory of a run")
+    rep.add_argument("name", nargs="?", default=None, help="report name (see --list)")
+    rep.add_argument("--list", action="store_true", help="list the reports and what they answer")
+    rep.add_argument("--sql", action="store_true", help="print the report's SQL instead")
+    rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML page with charts")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sim = sub.add_parser("similar", help="canonical papers closest in meaning to a text")
     sim.add_argument("dir", help="output directory of a run (with embeddings)")
     sim.add_argument("text", help="free text or a title")
@@ -153,9 +315,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             return cmd_run(argv[1:])
         args = build_parser().parse_args(argv)
-        return {"sql": cmd_sql, "generate": cmd_generate, "similar": cmd_similar}[args.command](
-            args
-        )
+        commands = {
+            "sql": cmd_sql,
+            "catalog": cmd_catalog,
+            "report": cmd_report,
+            "generate": cmd_generate,
+            "similar": cmd_similar,
+        }
+        return commands[args.command](args)
     except (UserError, ValueError) as error:
         print(f"digestflow: error: {error}", file=sys.stderr)
         return 2

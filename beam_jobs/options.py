@@ -7,6 +7,7 @@ before the graph is built.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 from pathlib import Path
@@ -16,8 +17,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 from transforms.clusters import CANONICAL_POLICIES
 from transforms.dedup import DedupConfig
 from transforms.embed import EmbedConfig
+from transforms.encoders import BACKENDS, missing_runtime
+from transforms.lsh import DEFAULT_SHARDS
 from transforms.minhash import MinHashConfig
 from transforms.schema import EMBEDDING_DIM
+from transforms.semantic import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
+from transforms.semantic import SemanticConfig
 from transforms.tags import Taxonomy, load_taxonomy
 
 
@@ -40,6 +45,14 @@ class DigestflowOptions(PipelineOptions):
             action="store_true",
             default=False,
             help="Replace an existing output directory instead of refusing to run.",
+        )
+        parser.add_argument(
+            "--incremental",
+            action="store_true",
+            default=False,
+            help="(Beam's own --update is about streaming jobs.) Add the --input dumps to the existing output: dumps already ingested "
+            "(same bytes) are skipped, earlier records are re-clustered with the new ones "
+            "and earlier embeddings reused; a new version replaces the old atomically.",
         )
         parser.add_argument(
             "--digest_year",
@@ -66,6 +79,13 @@ class DigestflowOptions(PipelineOptions):
             "--shingle", choices=["word", "char"], default="word", help="Shingle kind."
         )
         parser.add_argument(
+            "--lsh_shards",
+            type=int,
+            default=DEFAULT_SHARDS,
+            help="LSH buckets are formed in memory per shard; a shard holds distinct texts x "
+            "bands / shards entries. Raise for very large corpora (docs/design.md).",
+        )
+        parser.add_argument(
             "--no_near_duplicates",
             dest="near_duplicates",
             action="store_false",
@@ -88,6 +108,15 @@ class DigestflowOptions(PipelineOptions):
             "--max_seq_length", type=int, default=256, help="Word pieces embedded per text."
         )
         parser.add_argument(
+            "--embedding_backend",
+            choices=BACKENDS,
+            default="torch",
+            help="torch (sentence-transformers), onnx (ONNX Runtime, fp32: same vectors, ~1.8x "
+            "faster on CPU), onnx-int8 (dynamic int8: faster, cosine ~0.994 to torch) or "
+            "openvino; ONNX ones export the model once to ~/.cache/digestflow (needs the 'onnx' "
+            "or 'openvino' extra).",
+        )
+        parser.add_argument(
             "--text_template",
             default=None,
             help="Text embedded per paper, with {title} and {abstract} (default '{title} {abstract}'"
@@ -97,11 +126,35 @@ class DigestflowOptions(PipelineOptions):
             "--taxonomy", default=None, help="Topic taxonomy TOML (default: the shipped one)."
         )
         parser.add_argument(
+            "--semantic_threshold",
+            type=semantic_threshold,
+            default=DEFAULT_SEMANTIC_THRESHOLD,
+            help="Merge clusters that are revisions of one paper: canonicals sharing a name with "
+            f"embedding cosine >= this (default {DEFAULT_SEMANTIC_THRESHOLD}); 0, a negative "
+            "value or 'off' disables. Ignored with --no_embeddings.",
+        )
+        parser.add_argument(
             "--output_shards",
             type=int,
             default=4,
             help="Parquet files per output table (each written by one worker).",
         )
+        parser.add_argument(
+            "--quiet",
+            action="store_true",
+            default=False,
+            help="No progress lines and no final summary on stderr (beam_jobs/progress.py).",
+        )
+
+
+def semantic_threshold(text: str) -> float:
+    """``--semantic_threshold`` value: a cosine, or 'off' (0.0: disabled)."""
+    if str(text).strip().lower() in ("off", "none", "no"):
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
 
 
 def unknown_options(argv: list[str]) -> list[str]:
@@ -139,6 +192,7 @@ def dedup_config(options: DigestflowOptions) -> DedupConfig:
             canonical_policy=options.canonical_policy,
             near_duplicates=options.near_duplicates,
             minhash=minhash,
+            lsh_shards=options.lsh_shards,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
@@ -148,7 +202,13 @@ def embed_config(options: DigestflowOptions) -> EmbedConfig | None:
     """The embedding configuration, or None when embeddings are switched off."""
     if not options.embeddings:
         return None
-    kwargs: dict = {"max_seq_length": options.max_seq_length}
+    missing = missing_runtime(options.embedding_backend)
+    if missing:
+        raise UserError(missing)
+    kwargs: dict = {
+        "max_seq_length": options.max_seq_length,
+        "backend": options.embedding_backend,
+    }
     if options.embedding_model:
         kwargs["model"] = options.embedding_model
     if options.text_template:
@@ -157,6 +217,19 @@ def embed_config(options: DigestflowOptions) -> EmbedConfig | None:
         return EmbedConfig(**kwargs)
     except (ValueError, FileNotFoundError) as error:
         raise UserError(str(error)) from None
+
+
+def semantic_config(options: DigestflowOptions) -> SemanticConfig | None:
+    """The semantic-merge configuration, or None when it is off (threshold <= 0, or no
+    embeddings to compare)."""
+    if not options.embeddings or options.semantic_threshold <= 0:
+        return None
+    try:
+        return SemanticConfig(
+            threshold=options.semantic_threshold, canonical_policy=options.canonical_policy
+        )
+    except ValueError as error:
+        raise UserError(f"--semantic_threshold: {error}") from None
 
 
 def taxonomy(options: DigestflowOptions) -> Taxonomy | None:

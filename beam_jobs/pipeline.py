@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import time
@@ -24,21 +25,30 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 
-from beam_jobs import layout
+from beam_jobs import layout, progress, update
 from beam_jobs.options import (
     DigestflowOptions,
     UserError,
     dedup_config,
     embed_config,
     embedding_dim,
+    semantic_config,
     taxonomy,
     unknown_options,
 )
 from transforms.dedup import ClusterDuplicates, DedupConfig
 from transforms.embed import EmbedConfig
 from transforms.enrich import EmbedAndTagPapers
+from transforms.previous import ReadPreviousVersion
 from transforms.read import NAMESPACE, ParseDigests, ReadDigests
-from transforms.schema import CLUSTERS_SCHEMA, DEAD_LETTER_SCHEMA, TABLES, records_schema
+from transforms.schema import (
+    CLUSTERS_SCHEMA,
+    DEAD_LETTER_SCHEMA,
+    INPUTS_SCHEMA,
+    TABLES,
+    records_schema,
+)
+from transforms.semantic import MergeClusterSummaries, SemanticConfig
 from transforms.tags import Taxonomy
 from transforms.write import WriteParquetTable
 
@@ -66,32 +76,50 @@ def build_pipeline(
     shards: int = 4,
     embed: EmbedConfig | None = None,
     topics: Taxonomy | None = None,
+    semantic: SemanticConfig | None = None,
+    previous: str | None = None,
 ) -> PipelineOutputs:
+    """Wire the job. ``semantic`` (merging revisions of one paper by embedding) needs
+    ``embed``; it then rewrites the affected rows and the clusters table. ``previous`` (the
+    root of an earlier version, for ``--incremental``) adds that version's records, dead letters
+    and inputs, and its embeddings for reuse (see :mod:`beam_jobs.update`)."""
     parsed = p | "ReadDigests" >> ReadDigests(inputs) | "ParseDigests" >> ParseDigests(digest_year)
-    clustered = parsed.records | "ClusterDuplicates" >> ClusterDuplicates(dedup)
-    rows = clustered.rows
+    records, input_rows = parsed.records, parsed.input_files
+    dead_letter_rows = parsed.dead_letters | "DeadLetterRows" >> beam.Map(dataclasses.asdict)
+    known_embeddings = None
+    if previous is not None:
+        template = embed.text_template if embed is not None else None
+        old = p | "ReadPreviousVersion" >> ReadPreviousVersion(previous, template)
+        records = (old.records, records) | "AllRecords" >> beam.Flatten()
+        dead_letter_rows = (old.dead_letters, dead_letter_rows) | "AllDeadLetters" >> beam.Flatten()
+        input_rows = (old.inputs, input_rows) | "AllInputs" >> beam.Flatten()
+        known_embeddings = old.embeddings
+    clustered = records | "ClusterDuplicates" >> ClusterDuplicates(dedup)
+    rows, clusters = clustered.rows, clustered.clusters
     schema = records_schema()
     if embed is not None:
-        rows = rows | "EmbedAndTagPapers" >> EmbedAndTagPapers(embed, topics)
+        papers = rows | "EmbedAndTagPapers" >> EmbedAndTagPapers(
+            embed, topics, semantic, known_embeddings
+        )
+        rows = papers.rows
+        if papers.merges is not None:
+            clusters = (clusters, papers.merges) | "MergeClusterSummaries" >> (
+                MergeClusterSummaries()
+            )
         schema = records_schema(embedding_dim(embed.model_dir))
     rows | "WriteRecords" >> WriteParquetTable(
         table_dir(output, "records"), schema, temp_dir(output, "records"), shards
     )
-    clustered.clusters | "WriteClusters" >> WriteParquetTable(
+    clusters | "WriteClusters" >> WriteParquetTable(
         table_dir(output, "clusters"), CLUSTERS_SCHEMA, temp_dir(output, "clusters"), shards
     )
-    (
-        parsed.dead_letters
-        | "DeadLetterRows" >> beam.Map(dataclasses.asdict)
-        | "WriteDeadLetters"
-        >> WriteParquetTable(
-            table_dir(output, "dead_letter"),
-            DEAD_LETTER_SCHEMA,
-            temp_dir(output, "dead_letter"),
-            shards=1,
-        )
+    dead_letter_rows | "WriteDeadLetters" >> WriteParquetTable(
+        table_dir(output, "dead_letter"), DEAD_LETTER_SCHEMA, temp_dir(output, "dead_letter"), 1
     )
-    return PipelineOutputs(parsed.records, parsed.dead_letters, rows, clustered.clusters)
+    input_rows | "WriteInputs" >> WriteParquetTable(
+        table_dir(output, "inputs"), INPUTS_SCHEMA, temp_dir(output, "inputs"), 1
+    )
+    return PipelineOutputs(parsed.records, parsed.dead_letters, rows, clusters)
 
 
 def table_dir(output: str, table: str) -> str:
@@ -207,9 +235,7 @@ def _run_entries(output: str) -> list[str]:
     return sorted(
         name
         for name in os.listdir(output)
-        if name in legacy
-        or name == layout.MANIFEST_FILE
-        or layout.VERSION_PATTERN.fullmatch(name)
+        if name in legacy or name == layout.MANIFEST_FILE or layout.VERSION_PATTERN.fullmatch(name)
     )
 
 
@@ -248,20 +274,36 @@ def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, A
         if key.startswith("dead_letters.")
     }
     parsed = found.get("records_parsed", 0)
+    carried = found.get("records_carried", 0)  # from the previous version (--incremental)
     written = found.get("rows_clustered", 0)
     return {
         "output": output,
         "files_matched": found.get("files_matched", 0),
         "records_parsed": parsed,
+        "records_carried": carried,
         "rows_written": written,
         "dead_lettered": found.get("dead_letters", 0),
         "dead_letters_by_reason": dead_by_reason,
-        "clusters": found.get("clusters", 0),
+        # clusters found lexically, less those a semantic merge absorbed into another
+        "clusters": found.get("clusters", 0) - found.get("semantic.merged_clusters", 0),
+        "semantic_merges": found.get("semantic.merged_clusters", 0),
         "embedded_texts": found.get("embedded_texts", 0),
         "embedding_failures": found.get("embedding_failures", 0),
-        "every_record_written_once": parsed == written,
+        "embeddings_reused": found.get("embeddings_reused", 0),
+        "every_record_written_once": parsed + carried == written,
         "wall_seconds": round(seconds, 2),
         "counters": dict(sorted(found.items())),
+    }
+
+
+def unchanged_summary(output: str, plan: update.UpdatePlan) -> dict[str, Any]:
+    """The summary of an update that found nothing new: no version is written."""
+    return {
+        "output": output,
+        "unchanged": True,
+        "version": plan.previous.version,
+        "files_skipped_already_ingested": len(plan.skipped_files),
+        "records_parsed": 0,
     }
 
 
@@ -271,33 +313,63 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     options = pipeline_options(argv)
     ours = options.view_as(DigestflowOptions)
     config = dedup_config(ours)
-    embed, topics = embed_config(ours), taxonomy(ours)
+    embed, topics, semantic = embed_config(ours), taxonomy(ours), semantic_config(ours)
     dry_run = translate_only(options)
     check_offline_locations(options)
     check_inputs(ours.input)
+    settings = update.run_settings(config, embed)
+    inputs, version, previous = ours.input, 1, None
     root = FileSystems.join(ours.output, layout.version_name(1))
-    if not dry_run:
+    plan = None
+    if ours.incremental:
+        if ours.overwrite:
+            raise UserError("--incremental adds to an output and --overwrite replaces it: pick one")
+        plan = update.plan_update(ours.output, ours.input, settings)
+        if not plan.new_files:
+            return unchanged_summary(ours.output, plan)
+        inputs, version, root = plan.new_files, plan.version, plan.root
+        previous = plan.previous_root
+        if not dry_run:
+            update.clear_version_dir(root)
+    elif not dry_run:
         root = prepare_output(ours.output, ours.overwrite)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(
         pipeline,
-        ours.input,
+        inputs,
         root,
         config,
         ours.digest_year,
         ours.output_shards,
         embed,
         topics,
+        semantic,
+        previous,
     )
-    result = pipeline.run()
+    # progress hook (beam_jobs/progress.py): live counters on stderr, --quiet silences them
+    reporter = progress.Reporter.for_options(options, executes=not dry_run)
+    result = reporter.run(pipeline)
+    # end of progress hook
     if dry_run:
         return None
     result.wait_until_finish()
     finalize_output(root)
     summary = summarize(counters(result), ours.output, time.monotonic() - started)
+    summary["version"] = version
+    if plan is not None:
+        summary["files_skipped_already_ingested"] = len(plan.skipped_files)
     with FileSystems.create(FileSystems.join(root, SUMMARY_FILE)) as fh:
         fh.write(json.dumps(summary, indent=2, default=str).encode())
-    layout.publish(ours.output, layout.Manifest(version=1, root=layout.version_name(1)))
+    # The switch: until this rename, readers (and a failed run) keep the previous version.
+    manifest = layout.Manifest(
+        version=version,
+        root=layout.version_name(version),
+        extra={"settings": settings, "created": dt.datetime.now(dt.UTC).isoformat()},
+    )
+    layout.publish(ours.output, manifest)
+    if plan is not None:
+        update.retire_old_versions(ours.output, version)
     logging.getLogger(__name__).info("run summary: %s", summary)
+    reporter.finish(summary)  # progress hook: the final summary on stderr
     return summary

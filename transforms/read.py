@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -16,7 +18,46 @@ from transforms.records import DeadLetter, Record
 
 RECORDS = "records"
 DEAD_LETTERS = "dead_letters"
+INPUT_FILES = "input_files"
 NAMESPACE = "digestflow"
+HASH_CHUNK = 1 << 20
+
+
+class HashingReader:
+    """A binary stream that hashes (SHA-256) every byte read through it.
+
+    The hash of a file's stored bytes identifies a dump whatever its name, so an update can
+    tell a dump it already ingested (see beam_jobs.layout). ``finish()`` reads what the
+    parser left unread, so the digest always covers the whole file.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._hash.update(data)
+        self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def finish(self) -> str:
+        while self.read(HASH_CHUNK):
+            pass
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> HashingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class ReadDigests(beam.PTransform):
@@ -63,26 +104,56 @@ class ParseDigestFileFn(beam.DoFn):
         )
         self._files.inc()
         try:
-            raw = readable_file.open(
-                mime_type="application/octet-stream",
-                compression_type=CompressionTypes.UNCOMPRESSED,
+            raw = HashingReader(
+                readable_file.open(
+                    mime_type="application/octet-stream",
+                    compression_type=CompressionTypes.UNCOMPRESSED,
+                )
             )
             stream = decompressed(raw, metadata.path)
         except Exception as error:  # noqa: BLE001 - an unreadable file is a dead letter
             yield self._dead_letter(DeadLetter.of(ctx.source_file, None, READ_ERROR, repr(error)))
+            yield beam.pvalue.TaggedOutput(INPUT_FILES, _unread_file(ctx.source_file))
             return
+        records = dead = 0
         with raw, stream:
             for item in parse_stream(stream, ctx):
                 if isinstance(item, Record):
+                    records += 1
                     self._records.inc()
                     yield item
                 else:
+                    dead += 1
                     yield self._dead_letter(item)
+            try:
+                digest = raw.finish()
+            except Exception:  # noqa: BLE001 - already dead-lettered by parse_stream
+                digest = None
+        yield beam.pvalue.TaggedOutput(
+            INPUT_FILES,
+            {
+                "source_file": ctx.source_file,
+                "sha256": digest,
+                "size_bytes": raw.size,
+                "records": records,
+                "dead_letters": dead,
+            },
+        )
 
     def _dead_letter(self, letter: DeadLetter) -> beam.pvalue.TaggedOutput:
         self._dead.inc()
         Metrics.counter(NAMESPACE, f"dead_letters.{letter.reason}").inc()
         return beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+
+
+def _unread_file(source_file: str) -> dict[str, Any]:
+    return {
+        "source_file": source_file,
+        "sha256": None,
+        "size_bytes": 0,
+        "records": 0,
+        "dead_letters": 1,
+    }
 
 
 def _year(seconds: float | None) -> int | None:
@@ -92,7 +163,8 @@ def _year(seconds: float | None) -> int | None:
 
 
 class ParseDigests(beam.PTransform):
-    """Readable files -> ``result.records`` and ``result.dead_letters``."""
+    """Readable files -> ``result.records``, ``result.dead_letters`` and
+    ``result.input_files`` (one row per file: the ``inputs`` table of transforms.schema)."""
 
     def __init__(self, digest_year: int | None = None) -> None:
         super().__init__()
@@ -101,4 +173,4 @@ class ParseDigests(beam.PTransform):
     def expand(self, files: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return files | "ParseFiles" >> beam.ParDo(
             ParseDigestFileFn(self._digest_year)
-        ).with_outputs(DEAD_LETTERS, main=RECORDS)
+        ).with_outputs(DEAD_LETTERS, INPUT_FILES, main=RECORDS)

@@ -32,13 +32,23 @@ RECORD_FIELDS: list[pa.Field] = [
     _field("code_urls", pa.list_(pa.string()), "Links found in the abstract, in order.", False),
     _field("cluster_id", pa.string(), "record_id of the cluster's canonical record.", False),
     _field("is_canonical", pa.bool_(), "Exactly one row per cluster is canonical.", False),
-    _field("duplicate_of", pa.string(), "Canonical record_id; null on canonical rows."),
+    _field(
+        "duplicate_of",
+        pa.string(),
+        "record_id of the record it copies: the canonical, or its former canonical if a "
+        "semantic merge moved its cluster; null on canonical rows.",
+    ),
     _field(
         "similarity",
         pa.float32(),
-        "Similarity to the canonical (1.0 exact); null on canonical rows.",
+        "Similarity to duplicate_of (1.0 exact, Jaccard near, cosine semantic); null on "
+        "canonical rows.",
     ),
-    _field("dup_kind", pa.string(), "'exact' | 'near'; null on canonical rows."),
+    _field(
+        "dup_kind",
+        pa.string(),
+        "'exact' | 'near' | 'semantic' (a revision, see 'Revisions'); null on canonical rows.",
+    ),
 ]
 
 
@@ -77,14 +87,29 @@ CLUSTER_FIELDS: list[pa.Field] = [
     _field("last_digest_date", pa.date32(), "Latest digest_date of its records."),
 ]
 
+INPUT_FIELDS: list[pa.Field] = [
+    _field("source_file", pa.string(), "Path of an ingested dump.", False),
+    _field(
+        "sha256",
+        pa.string(),
+        "SHA-256 of its stored bytes: an update skips a dump whose hash is already here; "
+        "null when it could not be read.",
+    ),
+    _field("size_bytes", pa.int64(), "Bytes read from it.", False),
+    _field("records", pa.int64(), "Records parsed from it.", False),
+    _field("dead_letters", pa.int64(), "Dead letters it produced.", False),
+]
+
 RECORDS_SCHEMA = records_schema()
 DEAD_LETTER_SCHEMA = pa.schema(DEAD_LETTER_FIELDS)
 CLUSTERS_SCHEMA = pa.schema(CLUSTER_FIELDS)
+INPUTS_SCHEMA = pa.schema(INPUT_FIELDS)
 
 TABLES: dict[str, pa.Schema] = {
     "records": RECORDS_SCHEMA,
     "clusters": CLUSTERS_SCHEMA,
     "dead_letter": DEAD_LETTER_SCHEMA,
+    "inputs": INPUTS_SCHEMA,
 }
 
 

@@ -1,0 +1,168 @@
+"""Daily increments (``--incremental``): N updates equal one full run, nothing is embedded
+twice, re-adding a dump changes nothing, and a failed update leaves the old version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from beam_jobs import catalog, layout, pipeline
+from beam_jobs.options import UserError
+from beam_jobs.synthetic import GeneratorConfig, generate
+from beam_jobs.update import settings_differences
+
+RECORD_COLUMNS = "record_id, cluster_id, is_canonical, duplicate_of, similarity, dup_kind"
+
+
+def _days(tmp_path: Path, records: int, seed: int) -> list[Path]:
+    """Generated dumps, one file per digest day, in date order."""
+    source = tmp_path / "generated"
+    generate(source, GeneratorConfig(records=records, seed=seed, malformed_rate=0.01))
+    return sorted(source.glob("digest_*.txt"))
+
+
+def _run(inputs: list[Path], output: Path, *flags: str) -> dict:
+    argv = [arg for path in inputs for arg in ("--input", str(path))]
+    return pipeline.run([*argv, "--output", str(output), "--quiet", *flags])
+
+
+def _table(output: Path, sql: str) -> list[tuple]:
+    return catalog.query(str(output), sql)[1]
+
+
+def _snapshot(output: Path) -> dict[str, list[tuple]]:
+    return {
+        "records": _table(output, f"SELECT {RECORD_COLUMNS} FROM records ORDER BY record_id"),
+        "clusters": _table(output, "SELECT * FROM clusters ORDER BY ALL"),
+        "dead_letter": _table(output, "SELECT * FROM dead_letter ORDER BY ALL"),
+        "inputs": _table(output, "SELECT * FROM inputs ORDER BY ALL"),
+    }
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory) -> tuple[list[Path], Path, Path]:
+    """Four daily dumps; one output built by a first run and three updates, one by a full run."""
+    tmp_path = tmp_path_factory.mktemp("daily")
+    days = _days(tmp_path, records=800, seed=21)
+    assert len(days) >= 4
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    _run(days[:1], incremental, "--no_embeddings")
+    for day in days[1:]:
+        summary = _run([day], incremental, "--no_embeddings", "--incremental")
+        assert summary["every_record_written_once"] is True
+    _run(days, full, "--no_embeddings")
+    return days, incremental, full
+
+
+def test_daily_updates_equal_one_full_run(daily) -> None:
+    days, incremental, full = daily
+    assert _snapshot(incremental) == _snapshot(full)
+    manifest = layout.read_manifest(str(incremental))
+    assert manifest.version == len(days)
+    # near duplicates across days really were linked by the updates, not only exact copies
+    kinds = dict(_table(incremental, "SELECT dup_kind, count(*) FROM records GROUP BY 1"))
+    assert kinds.get("near", 0) > 0 and kinds.get("exact", 0) > 0
+
+
+def test_update_keeps_two_versions_and_counts_every_record(daily) -> None:
+    days, incremental, _ = daily
+    versions = sorted(p.name for p in incremental.iterdir() if p.name.startswith("v"))
+    assert versions == [layout.version_name(len(days) - 1), layout.version_name(len(days))]
+    summary = json.loads(
+        (Path(layout.current_root(str(incremental))) / "run_summary.json").read_text()
+    )
+    (rows,) = _table(incremental, "SELECT count(*) FROM records")[0]
+    assert summary["records_parsed"] + summary["records_carried"] == rows
+    assert summary["rows_written"] == rows
+
+
+def test_re_adding_a_dump_changes_nothing(daily, tmp_path: Path) -> None:
+    days, incremental, _ = daily
+    output = tmp_path / "out"
+    shutil.copytree(incremental, output)
+    before = _snapshot(output)
+    summary = _run([days[1]], output, "--no_embeddings", "--incremental")
+    assert summary["unchanged"] is True and summary["files_skipped_already_ingested"] == 1
+    # the same bytes under another name are recognized too
+    renamed = tmp_path / "renamed.txt"
+    shutil.copy(days[2], renamed)
+    assert _run([renamed], output, "--no_embeddings", "--incremental")["unchanged"] is True
+    assert layout.read_manifest(str(output)).version == len(days)
+    assert _snapshot(output) == before
+
+
+def test_failed_update_leaves_the_old_version(daily, tmp_path: Path, monkeypatch) -> None:
+    days, _, _ = daily
+    output = tmp_path / "out"
+    _run(days[:2], output, "--no_embeddings")
+    before = _snapshot(output)
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("killed before the switch")
+
+    # A crash anywhere before the manifest switch (here: at the switch itself).
+    monkeypatch.setattr(layout, "publish", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(days[2:3], output, "--no_embeddings", "--incremental")
+    monkeypatch.undo()
+    assert layout.read_manifest(str(output)).version == 1
+    assert _snapshot(output) == before, "readers must still see the old version"
+    assert (output / layout.version_name(2)).exists(), "the half-written version is beside it"
+
+    summary = _run(days[2:3], output, "--no_embeddings", "--incremental")
+    assert summary["version"] == 2 and summary["every_record_written_once"] is True
+    assert _snapshot(output) != before
+
+
+def test_update_refuses_what_would_not_equal_a_full_run(daily, tmp_path: Path) -> None:
+    days, incremental, _ = daily
+    with pytest.raises(UserError, match=r"dedup\.minhash\.threshold: 0\.8 -> 0\.7"):
+        _run(days[:1], incremental, "--no_embeddings", "--incremental", "--threshold", "0.7")
+    with pytest.raises(UserError, match="embedding"):
+        _run(days[:1], incremental, "--incremental")
+    with pytest.raises(UserError, match="run once without --incremental"):
+        _run(days[:1], tmp_path / "missing", "--no_embeddings", "--incremental")
+    with pytest.raises(UserError, match="pick one"):
+        _run(days[:1], incremental, "--no_embeddings", "--incremental", "--overwrite")
+
+
+def test_settings_differences_name_each_changed_setting() -> None:
+    stored = {"dedup": {"minhash": {"threshold": 0.8, "num_perm": 128}}, "embedding": None}
+    current = {
+        "dedup": {"minhash": {"threshold": 0.7, "num_perm": 128}},
+        "embedding": {"model": "m"},
+    }
+    assert settings_differences(stored, current) == [
+        "dedup.minhash.threshold: 0.8 -> 0.7",
+        "embedding.model: None -> 'm'",
+    ]
+    assert settings_differences(stored, stored) == []
+
+
+def test_update_embeds_only_texts_never_seen(tmp_path: Path) -> None:
+    """With embeddings: the update sends only new canonical texts to the model, reuses the
+    rest, and ends with the clusters, canonicals and vectors of one full run."""
+    days = _days(tmp_path, records=240, seed=5)
+    first, rest = days[:1], days[1:]
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    _run(first, incremental)
+    summary = _run(rest, incremental, "--incremental")
+    assert summary["embeddings_reused"] > 0
+    # every cluster of the result got its vector from exactly one place
+    assert summary["embedded_texts"] + summary["embeddings_reused"] == summary["clusters"] + (
+        summary.get("semantic_merges", 0)
+    )
+    assert summary["embedded_texts"] <= summary["records_parsed"]  # new texts only
+    reference = _run(days, full)
+    assert summary["embedded_texts"] < reference["embedded_texts"]
+    assert reference["embedded_texts"] == summary["embedded_texts"] + summary["embeddings_reused"]
+    assert _snapshot(incremental) == _snapshot(full)
+    sql = "SELECT record_id, embedding FROM records ORDER BY record_id"
+    for (rid_a, vec_a), (rid_b, vec_b) in zip(
+        _table(incremental, sql), _table(full, sql), strict=True
+    ):
+        assert rid_a == rid_b
+        assert max(abs(a - b) for a, b in zip(vec_a, vec_b, strict=True)) < 1e-5
