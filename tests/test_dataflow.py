@@ -320,6 +320,8 @@ VALID = {
     "shingle": ["word", "char"],
     "digest_year": ["2024"],
     "output_shards": ["4"],
+    "lsh_shards": ["256", "4096"],
+    "semantic_threshold": ["0.82", "off", "0", "1"],
     "max_seq_length": ["256"],
     "sdk_container_image": [
         "us-central1-docker.pkg.dev/p/digestflow/digestflow:abc1234",
@@ -335,6 +337,8 @@ INVALID = {
     "shingle": ["words", ""],
     "digest_year": ["24", "3024"],
     "output_shards": ["0"],
+    "lsh_shards": ["0", "-1", "x"],
+    "semantic_threshold": ["1.5", "-0.5", "on", ""],
     "max_seq_length": ["0", "x"],
     "sdk_container_image": ["", "digestflow image"],
 }

@@ -18,6 +18,7 @@ the prototypes are embedded once per pipeline in a small side-input branch that 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -84,11 +85,25 @@ class PaperTypeRules:
 
 
 @dataclass(frozen=True)
+class TagExample:
+    """A labelled paper from ``--tag_examples``: ``text`` is embedded with the pipeline's
+    text template when it came as title + abstract (see :func:`parse_tag_examples`)."""
+
+    title: str
+    abstract: str
+    topics: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Taxonomy:
+    """The topics and rules of the taxonomy file, plus optional labelled ``examples`` that
+    train a linear head on top of the zero-shot scores (see :func:`fit_tag_head`)."""
+
     topics: tuple[Topic, ...]
     assignment: Assignment
     rules: PaperTypeRules
     scoring: Scoring = Scoring()
+    examples: tuple[TagExample, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -265,6 +280,7 @@ class Prototypes:
     texts: np.ndarray
     topic_of: np.ndarray
     matrix: np.ndarray
+    head: TagHead | None = None
 
 
 def prototype_pairs(taxonomy: Taxonomy) -> list[tuple[str, str]]:
@@ -387,14 +403,173 @@ def tag_paper(
     taxonomy: Taxonomy,
     prototypes: Prototypes,
 ) -> tuple[list[str], list[tuple[str, float]]]:
-    """(topics + paper types, [(topic, score)] in taxonomy order) for one paper."""
+    """(topics + paper types, [(topic, score)] in taxonomy order) for one paper.
+
+    With a head (``--tag_examples``) the scores are the few-shot ones and the assignment is
+    the one calibrated on the examples; otherwise the taxonomy's zero-shot settings.
+    """
     scores = tag_scores(embedding, prototypes, taxonomy.scoring.top_k)
-    a = taxonomy.assignment
-    topics = assign_topics(scores, prototypes.names, taxonomy.thresholds(), a.margin, a.max_topics)
+    a, thresholds = taxonomy.assignment, taxonomy.thresholds()
+    if prototypes.head is not None:
+        scores = prototypes.head.scores(embedding, scores)
+        a = prototypes.head.assignment
+        thresholds = np.float32(a.threshold)
+    topics = assign_topics(scores, prototypes.names, thresholds, a.margin, a.max_topics)
     types = paper_type_tags(title, abstract, code_urls, taxonomy.rules)
     return topics + types, [
         (n, round(float(s), 4)) for n, s in zip(prototypes.names, scores, strict=True)
     ]
+
+
+# --------------------------------------------------------------------------- few-shot head
+
+EXAMPLE_KEY = "tag-example"
+# Chosen by 5-fold cross-validation on the 298 labelled seed papers (docs/benchmarks.md):
+# ridge 0.3-3 and blend 0.3-0.6 all scored 0.80-0.81 micro-F1 against 0.76 zero-shot.
+HEAD_RIDGE = 1.0
+HEAD_BLEND = 0.3
+HEAD_FOLDS = 5
+MIN_TAG_EXAMPLES = 2 * HEAD_FOLDS
+MIN_TOPIC_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class TagHead:
+    """A linear head trained on labelled examples, added to the zero-shot scores.
+
+    ``weights`` ((dim + 1) x topics) regress each topic's 0/1 label on the embedding (ridge,
+    closed form, one column per topic). The few-shot score of a topic is its zero-shot score
+    plus ``blend`` x (head output - 0.5) for topics with at least
+    :data:`MIN_TOPIC_EXAMPLES` examples (``active``); other topics keep the zero-shot score.
+    ``assignment`` is calibrated on out-of-fold scores of the examples, never in-sample.
+    """
+
+    weights: np.ndarray
+    active: np.ndarray
+    blend: float
+    assignment: Assignment
+
+    def scores(self, embedding: np.ndarray, zero_shot: np.ndarray) -> np.ndarray:
+        head = ridge_predict(self.weights, np.asarray(embedding, dtype=np.float32))
+        return blend_scores(zero_shot, head, self.active, self.blend)
+
+
+def parse_tag_examples(
+    lines: Iterable[str], names: Sequence[str], source: str = "<examples>"
+) -> tuple[TagExample, ...]:
+    """Labelled examples from JSON lines: ``tags`` (or ``topics``: a list of topic names) and
+    either ``title`` + ``abstract`` or ``text``. Paper types (survey, benchmark, has-code) are
+    ignored, rules decide them; an unknown tag or an example without a topic is an error
+    naming the line. At least :data:`MIN_TAG_EXAMPLES` examples."""
+    known = set(names)
+    examples = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{source}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not JSON: {exc}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        tags = row.get("tags", row.get("topics"))
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ValueError(f"{where}: 'tags' must be a list of topic names")
+        unknown = sorted(set(tags) - known - set(PAPER_TYPES))
+        topics = frozenset(t for t in tags if t in known)
+        if unknown or not topics:
+            raise ValueError(f"{where}: unknown tags {unknown} or no topic; topics: {names}")
+        title, abstract = row.get("title", ""), row.get("abstract", row.get("text", ""))
+        if not isinstance(title, str) or not isinstance(abstract, str) or not abstract.strip():
+            raise ValueError(f"{where}: needs 'title' and 'abstract', or 'text' (strings)")
+        examples.append(TagExample(title.strip(), abstract.strip(), topics))
+    if len(examples) < MIN_TAG_EXAMPLES:
+        raise ValueError(f"{source}: {len(examples)} examples; at least {MIN_TAG_EXAMPLES}")
+    return tuple(examples)
+
+
+def example_pairs(examples: Sequence[TagExample], config: EmbedConfig) -> list[tuple[Any, str]]:
+    """((EXAMPLE_KEY, index), text) for every example: embedded with the prototypes."""
+    return [((EXAMPLE_KEY, i), config.text(e.title, e.abstract)) for i, e in enumerate(examples)]
+
+
+def label_matrix(label_sets: Sequence[Iterable[str]], names: Sequence[str]) -> np.ndarray:
+    """Papers x topics 0/1 matrix."""
+    index = {name: i for i, name in enumerate(names)}
+    y = np.zeros((len(label_sets), len(names)), dtype=np.float32)
+    for row, labels in enumerate(label_sets):
+        for label in labels:
+            y[row, index[label]] = 1.0
+    return y
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, ridge: float = HEAD_RIDGE) -> np.ndarray:
+    """Ridge regression weights ((dim + 1) x targets; last row: unpenalised bias)."""
+    xa = np.hstack([x, np.ones((len(x), 1), dtype=x.dtype)]).astype(np.float64)
+    penalty = ridge * np.eye(xa.shape[1])
+    penalty[-1, -1] = 0.0
+    return np.linalg.solve(xa.T @ xa + penalty, xa.T @ y).astype(np.float32)
+
+
+def ridge_predict(weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return x @ weights[:-1] + weights[-1]
+
+
+def out_of_fold_predictions(
+    x: np.ndarray, y: np.ndarray, ridge: float = HEAD_RIDGE, folds: int = HEAD_FOLDS
+) -> np.ndarray:
+    """Each row predicted by a head trained without it (row i is in fold i % folds)."""
+    out = np.zeros(y.shape, dtype=np.float32)
+    fold_of = np.arange(len(x)) % folds
+    for fold in range(folds):
+        train, test = fold_of != fold, fold_of == fold
+        out[test] = ridge_predict(fit_ridge(x[train], y[train], ridge), x[test])
+    return out
+
+
+def blend_scores(
+    zero_shot: np.ndarray, head: np.ndarray, active: np.ndarray, blend: float = HEAD_BLEND
+) -> np.ndarray:
+    return zero_shot + blend * np.where(active, head - 0.5, 0.0)
+
+
+def fit_tag_head(
+    vectors: np.ndarray,
+    label_sets: Sequence[Iterable[str]],
+    zero_shot: np.ndarray,
+    names: Sequence[str],
+    ridge: float = HEAD_RIDGE,
+    blend: float = HEAD_BLEND,
+) -> TagHead:
+    """Train the head on labelled examples (``vectors``, their ``zero_shot`` scores) and
+    calibrate (threshold, margin, max_topics) on their out-of-fold few-shot scores."""
+    y = label_matrix(label_sets, names)
+    active = y.sum(axis=0) >= MIN_TOPIC_EXAMPLES
+    folds = min(HEAD_FOLDS, len(vectors))
+    oof = blend_scores(zero_shot, out_of_fold_predictions(vectors, y, ridge, folds), active, blend)
+    assignment, _ = calibrate(oof, [set(labels) for labels in label_sets], names)
+    return TagHead(fit_ridge(vectors, y, ridge), active, blend, assignment)
+
+
+def build_tag_model(embedded: Iterable[tuple[Any, np.ndarray]], taxonomy: Taxonomy) -> Prototypes:
+    """``BuildPrototypes``: the taxonomy's prototypes, plus the head trained on the embedded
+    examples when the taxonomy has any (keys ``(EXAMPLE_KEY, index)``)."""
+    texts, examples = [], {}
+    for key, vector in embedded:
+        if isinstance(key, tuple) and key[0] == EXAMPLE_KEY:
+            examples[key[1]] = np.asarray(vector, dtype=np.float32)
+        else:
+            texts.append((key, vector))
+    prototypes = build_prototypes(texts, taxonomy.names, taxonomy.scoring.center)
+    if not taxonomy.examples:
+        return prototypes
+    if sorted(examples) != list(range(len(taxonomy.examples))):
+        raise ValueError(f"{len(examples)} of {len(taxonomy.examples)} tag examples embedded")
+    vectors = np.stack([examples[i] for i in range(len(taxonomy.examples))])
+    zero = tag_scores(vectors, prototypes, taxonomy.scoring.top_k)
+    labels = [example.topics for example in taxonomy.examples]
+    return dataclasses.replace(prototypes, head=fit_tag_head(vectors, labels, zero, taxonomy.names))
 
 
 # --------------------------------------------------------------------------- Beam
@@ -416,7 +591,7 @@ def _prototype_failed(failure: tuple[str, str]) -> None:
     """A topic described by fewer texts than the taxonomy says would tag silently differently
     from the calibrated setup: stop the pipeline instead."""
     topic, message = failure
-    raise RuntimeError(f"could not embed a prototype text of topic {topic!r}: {message}")
+    raise RuntimeError(f"could not embed a prototype text or tag example {topic!r}: {message}")
 
 
 class TagPapers(beam.PTransform):
@@ -435,17 +610,18 @@ class TagPapers(beam.PTransform):
         self.embed_config = embed_config
 
     def expand(self, papers: beam.PCollection) -> beam.PCollection:
-        names = self.taxonomy.names
+        config = self.embed_config or EmbedConfig()
+        texts = prototype_pairs(self.taxonomy) + example_pairs(self.taxonomy.examples, config)
         embedded, failed = (
             papers.pipeline
-            | "PrototypeTexts" >> beam.Create(prototype_pairs(self.taxonomy))
-            | "EmbedPrototypes" >> EmbedTexts(self.embed_config or EmbedConfig())
+            | "PrototypeTexts" >> beam.Create(texts)
+            | "EmbedPrototypes" >> EmbedTexts(config)
         )
         _ = failed | "FailOnPrototypeFailure" >> beam.Map(_prototype_failed)
         prototypes = (
             embedded
             | "CollectPrototypes" >> beam.combiners.ToList()
-            | "BuildPrototypes" >> beam.Map(build_prototypes, names, self.taxonomy.scoring.center)
+            | "BuildPrototypes" >> beam.Map(build_tag_model, self.taxonomy)
         )
         return papers | "Tag" >> beam.ParDo(
             _TagDoFn(self.taxonomy), prototypes=beam.pvalue.AsSingleton(prototypes)
