@@ -7,12 +7,12 @@ report and a user's own notebook (``digestflow catalog DIR --sql``) all see the 
 
 from __future__ import annotations
 
-import glob
 import os
 from importlib import resources
 
 import duckdb
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs import layout
 from transforms.schema import TABLES
@@ -23,40 +23,52 @@ def _quote(value: str) -> str:
 
 
 def embedding_dim(output: str) -> int | None:
-    """The fixed size of the records' embedding column, read from a Parquet footer."""
-    files = sorted(glob.glob(layout.table_glob(output, "records")))
+    """The fixed size of the records' embedding column of the current version."""
+    return _embedding_dim_at(layout.current_root(output))
+
+
+def _table_glob(root: str, name: str) -> str:
+    return FileSystems.join(root, name, "*.parquet")
+
+
+def _files(root: str, name: str) -> list[str]:
+    matched = FileSystems.match([_table_glob(root, name)])[0].metadata_list
+    return sorted(m.path for m in matched)
+
+
+def _embedding_dim_at(root: str) -> int | None:
+    """Read from a Parquet footer (local or gs://)."""
+    files = _files(root, "records")
     if not files:
         return None
-    field = pq.read_schema(files[0]).field("embedding") if files else None
-    return getattr(field.type, "list_size", None) if field is not None else None
-
-
-def _has_table(output: str, name: str) -> bool:
-    """False for a table an output has no files for: it was written before that table
-    existed. Such a view is left out rather than failing every query. (Remote outputs are
-    not listed here: their views are always created.)"""
-    pattern = layout.table_glob(output, name)
-    return "://" in pattern or bool(glob.glob(pattern))
+    with FileSystems.open(files[0]) as fh:
+        schema = pq.read_schema(fh)
+    if "embedding" not in schema.names:
+        return None
+    return getattr(schema.field("embedding").type, "list_size", None)
 
 
 def view_statements(output: str) -> list[str]:
     """CREATE VIEW statements, pasteable into the plain ``duckdb`` CLI or a notebook.
 
-    DuckDB reads a Parquet fixed-size list as FLOAT[]; the records view casts the embedding
-    to FLOAT[dim] so ``array_cosine_similarity`` works on it.
+    The manifest is read once, so every view reads the same version even while an update
+    publishes a new one. DuckDB reads a Parquet fixed-size list as FLOAT[]; the records
+    view casts the embedding to FLOAT[dim] so ``array_cosine_similarity`` works on it. A
+    table an output has no files for (written before that table existed) gets no view,
+    rather than failing every query.
     """
+    root = layout.current_root(output)
 
     def source(name: str) -> str:
-        path = layout.table_glob(output, name)
-        return f"read_parquet({_quote(path if '://' in path else os.path.abspath(path))})"
+        return f"read_parquet({_quote(absolute_path(_table_glob(root, name)))})"
 
-    dim = embedding_dim(output)
+    dim = _embedding_dim_at(root)
     cast = f" REPLACE (embedding::FLOAT[{dim}] AS embedding)" if dim else ""
     statements = [f"CREATE OR REPLACE VIEW records AS SELECT *{cast} FROM {source('records')}"]
     statements += [
         f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source(name)}"
         for name in TABLES
-        if name != "records" and _has_table(output, name)
+        if name != "records" and _files(root, name)
     ]
     statements.append(
         "CREATE OR REPLACE VIEW papers AS SELECT r.*, c.size AS cluster_size, "
@@ -68,9 +80,9 @@ def view_statements(output: str) -> list[str]:
 
 def connect(output: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views of ``output`` loaded."""
-    layout.current_root(output)  # raises NotAnOutput (a FileNotFoundError) with the reason
+    statements = view_statements(output)  # raises NotAnOutput (a FileNotFoundError)
     connection = duckdb.connect()
-    for statement in view_statements(output):
+    for statement in statements:
         connection.execute(statement)
     return connection
 
@@ -107,11 +119,11 @@ def similar(output: str, vector, k: int = 10) -> tuple[list[str], list[tuple]]:
 def catalog_script(output: str) -> str:
     """The view statements as one script, ``;``-terminated, with absolute paths: paste it into
     the plain ``duckdb`` CLI or ``duckdb.connect().execute(...)`` in a notebook."""
-    header = f"-- digestflow views over {_absolute(layout.current_root(output))}\n"
+    header = f"-- digestflow views over {absolute_path(layout.current_root(output))}\n"
     return header + "".join(statement + ";\n" for statement in view_statements(output))
 
 
-def _absolute(path: str) -> str:
+def absolute_path(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 

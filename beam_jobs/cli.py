@@ -213,6 +213,12 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    version = pipeline.publish_translated_run(args.dir)
+    print(f"{args.dir}: version {version} published; digestflow sql/report can read it")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -293,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("text", help="free text or a title")
     sim.add_argument("-k", type=int, default=10, help="how many papers")
     sim.add_argument("--model", default=None, help="the model the run used (default: packaged)")
+    pub = sub.add_parser(
+        "publish", help="make the output of a Flex Template job readable (write its manifest)"
+    )
+    pub.add_argument("dir", help="output directory of a job launched from the template")
     gen = sub.add_parser("generate", help="write synthetic digest dumps with ground truth")
     gen.add_argument("--out", required=True)
     gen.add_argument("--records", type=int, default=2000)
@@ -321,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": cmd_report,
             "generate": cmd_generate,
             "similar": cmd_similar,
+            "publish": cmd_publish,
         }
         return commands[args.command](args)
     except (UserError, ValueError) as error:

@@ -3,15 +3,16 @@
 An output directory holds immutable *versions* side by side and one small manifest that
 names the current version::
 
-    DIR/manifest.json            {"format": 1, "version": 3, "root": "v000003", ...}
+    DIR/manifest.json            {"format": 1, "version": 3, "root": "v000003", "settings": ...}
     DIR/v000003/records/         *.parquet
     DIR/v000003/clusters/
     DIR/v000003/dead_letter/
     DIR/v000003/run_summary.json
 
 A run or an update writes a new version beside the current one and then replaces the
-manifest (an atomic rename locally; a single-object write on GCS), so readers see the old
-version or the new one, never a mix. Every reader resolves table paths through this module.
+manifest (an atomic rename locally; a single-object upload on GCS), so readers see the old
+version or the new one, never a mix. Every reader resolves table paths through this module,
+reading the manifest once per use.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ class NotAnOutput(FileNotFoundError):
 class Manifest:
     version: int
     root: str  # the version's directory, relative to the output directory
-    inputs: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -44,7 +44,6 @@ class Manifest:
             "format": MANIFEST_FORMAT,
             "version": self.version,
             "root": self.root,
-            "inputs": self.inputs,
             **self.extra,
         }
         return json.dumps(document, indent=1, sort_keys=True, default=str)
@@ -54,11 +53,10 @@ class Manifest:
         document = json.loads(text)
         if document.get("format") != MANIFEST_FORMAT:
             raise ValueError(f"unsupported manifest format {document.get('format')!r}")
-        known = {"format", "version", "root", "inputs"}
+        known = {"format", "version", "root"}
         return cls(
             version=int(document["version"]),
             root=str(document["root"]),
-            inputs=list(document.get("inputs", [])),
             extra={k: v for k, v in document.items() if k not in known},
         )
 
@@ -93,14 +91,54 @@ def table_glob(output: str, table: str) -> str:
     return FileSystems.join(table_dir(output, table), "*.parquet")
 
 
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def dir_exists(path: str) -> bool:
+    """Whether a directory holds anything (object stores have no directories, only
+    objects under a prefix)."""
+    if not is_remote(path):
+        return FileSystems.exists(path)
+    pattern = path.rstrip("/") + "/**"
+    return bool(FileSystems.match([pattern], limits=[1])[0].metadata_list)
+
+
+def delete_dir(path: str) -> None:
+    """Delete a directory and everything in it; a trailing ``/`` makes GCS delete the
+    whole prefix instead of one object of that exact name."""
+    if dir_exists(path):
+        FileSystems.delete([path.rstrip("/") + "/" if is_remote(path) else path])
+
+
 def publish(output: str, manifest: Manifest) -> None:
-    """Make ``manifest`` the current one. The new manifest is written beside the old one
-    and renamed over it: locally ``os.rename`` replaces atomically; on GCS the rename is a
-    copy to one object, which readers see whole or not at all."""
+    """Make ``manifest`` the current one, in one step readers cannot see half of.
+
+    Locally the new manifest is written beside the old one and renamed over it (an atomic
+    replace on POSIX). On GCS a single object upload becomes visible whole when it is
+    closed, replacing the previous object, so it is written in place: a rename there is a
+    copy plus a delete, with a moment of no manifest at all.
+    """
     final = FileSystems.join(output, MANIFEST_FILE)
+    payload = manifest.to_json().encode("utf-8")
+    if is_remote(output):
+        with FileSystems.create(final) as fh:
+            fh.write(payload)
+        return
     scratch = FileSystems.join(output, f".{MANIFEST_FILE}.{manifest.version}.tmp")
     with FileSystems.create(scratch) as fh:
-        fh.write(manifest.to_json().encode("utf-8"))
-    if "://" in output and FileSystems.exists(final):
-        FileSystems.delete([final])  # object stores refuse to rename over an object
+        fh.write(payload)
     FileSystems.rename([scratch], [final])
+
+
+def retire_versions(output: str, current: int, keep: int) -> list[str]:
+    """Delete the version directories older than the ``keep`` newest (never the current):
+    a reader that resolved the previous manifest may still be scanning that version."""
+    stale = [
+        FileSystems.join(output, version_name(v))
+        for v in range(1, current - keep + 1)
+        if dir_exists(FileSystems.join(output, version_name(v)))
+    ]
+    for path in stale:
+        delete_dir(path)
+    return stale

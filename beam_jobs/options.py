@@ -23,7 +23,7 @@ from transforms.minhash import MinHashConfig
 from transforms.schema import EMBEDDING_DIM
 from transforms.semantic import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
 from transforms.semantic import SemanticConfig
-from transforms.tags import Taxonomy, load_taxonomy
+from transforms.tags import Taxonomy, load_tag_examples, load_taxonomy
 
 
 class UserError(Exception):
@@ -124,6 +124,12 @@ class DigestflowOptions(PipelineOptions):
         )
         parser.add_argument(
             "--taxonomy", default=None, help="Topic taxonomy TOML (default: the shipped one)."
+        )
+        parser.add_argument(
+            "--tag_examples",
+            default=None,
+            help="Labelled papers (JSON lines: title + abstract or text, and tags) that train "
+            "a linear head on top of the zero-shot topic scores (optional; docs/benchmarks.md).",
         )
         parser.add_argument(
             "--semantic_threshold",
@@ -236,9 +242,15 @@ def taxonomy(options: DigestflowOptions) -> Taxonomy | None:
     if not options.embeddings:
         return None
     try:
-        return load_taxonomy(options.taxonomy)
+        topics = load_taxonomy(options.taxonomy)
     except (ValueError, OSError) as error:
         raise UserError(f"taxonomy: {error}") from None
+    if not options.tag_examples:
+        return topics
+    try:
+        return load_tag_examples(options.tag_examples, topics)
+    except (ValueError, OSError) as error:
+        raise UserError(f"--tag_examples: {error}") from None
 
 
 def embedding_dim(model_dir: str) -> int:

@@ -10,12 +10,15 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
@@ -46,6 +49,7 @@ from transforms.schema import (
     DEAD_LETTER_SCHEMA,
     INPUTS_SCHEMA,
     TABLES,
+    embeddings_schema,
     records_schema,
 )
 from transforms.semantic import MergeClusterSummaries, SemanticConfig
@@ -55,6 +59,7 @@ from transforms.write import WriteParquetTable
 # The in-process FnApiRunner: plain DirectRunner first tries to download Prism (offline: noise).
 DEFAULT_RUNNER = "FnApiRunner"
 SUMMARY_FILE = "run_summary.json"
+KEEP_VERSIONS = 2  # the current one, and the one a reader may still be scanning
 
 
 @dataclass
@@ -88,8 +93,7 @@ def build_pipeline(
     dead_letter_rows = parsed.dead_letters | "DeadLetterRows" >> beam.Map(dataclasses.asdict)
     known_embeddings = None
     if previous is not None:
-        template = embed.text_template if embed is not None else None
-        old = p | "ReadPreviousVersion" >> ReadPreviousVersion(previous, template)
+        old = p | "ReadPreviousVersion" >> ReadPreviousVersion(previous, embed is not None)
         records = (old.records, records) | "AllRecords" >> beam.Flatten()
         dead_letter_rows = (old.dead_letters, dead_letter_rows) | "AllDeadLetters" >> beam.Flatten()
         input_rows = (old.inputs, input_rows) | "AllInputs" >> beam.Flatten()
@@ -106,7 +110,23 @@ def build_pipeline(
             clusters = (clusters, papers.merges) | "MergeClusterSummaries" >> (
                 MergeClusterSummaries()
             )
-        schema = records_schema(embedding_dim(embed.model_dir))
+        dim = embedding_dim(embed.model_dir)
+        schema = records_schema(dim)
+        (
+            papers.text_embeddings
+            | "EmbeddingRows"
+            >> beam.MapTuple(lambda key, vector: {"text_key": key, "embedding": vector})
+            | "WriteEmbeddings"
+            >> WriteParquetTable(
+                table_dir(output, "embeddings"),
+                embeddings_schema(dim),
+                temp_dir(output, "embeddings"),
+                shards,
+            )
+        )
+    rows = rows | "CountRowsWritten" >> beam.Map(
+        _counted, Metrics.counter(NAMESPACE, "rows_written")
+    )
     rows | "WriteRecords" >> WriteParquetTable(
         table_dir(output, "records"), schema, temp_dir(output, "records"), shards
     )
@@ -122,6 +142,11 @@ def build_pipeline(
     return PipelineOutputs(parsed.records, parsed.dead_letters, rows, clusters)
 
 
+def _counted(element: Any, counter: Any) -> Any:
+    counter.inc()
+    return element
+
+
 def table_dir(output: str, table: str) -> str:
     return FileSystems.join(output, table)
 
@@ -131,8 +156,7 @@ def temp_dir(output: str, table: str) -> str:
     return FileSystems.join(output, f"_tmp_{table}")
 
 
-def is_remote(path: str) -> bool:
-    return "://" in path
+is_remote = layout.is_remote
 
 
 def pipeline_options(argv: list[str]) -> PipelineOptions:
@@ -195,21 +219,25 @@ def check_inputs(patterns: list[str]) -> None:
         raise UserError("no file matches " + ", ".join(repr(p) for p in empty))
 
 
-def prepare_output(output: str, overwrite: bool) -> str:
-    """Refuse to mix a new run with an old one; with ``overwrite``, remove the old run.
-    Returns the directory of the version this run writes (see :mod:`beam_jobs.layout`)."""
-    root = FileSystems.join(output, layout.version_name(1))
-    if is_remote(output):
-        return root
-    existing = [
-        path
-        for name in _run_entries(output)
-        if FileSystems.exists(path := FileSystems.join(output, name))
-    ]
-    if existing and not overwrite:
+def prepare_output(output: str, overwrite: bool) -> tuple[int, str]:
+    """Refuse to mix a new run with an old one. Returns the version this run writes and its
+    directory: the next version number, so with ``overwrite`` the old run stays readable
+    (and intact if this run fails) until the new manifest replaces it."""
+    manifest = layout.read_manifest(output)
+    legacy = _flat_tables(output)
+    if (manifest is not None or legacy) and not overwrite:
         raise UserError(f"output {output!r} already holds a digestflow run; pass --overwrite")
-    if existing:
-        FileSystems.delete(existing)
+    if legacy:
+        FileSystems.delete(legacy)
+    version = manifest.version + 1 if manifest is not None else 1
+    root = FileSystems.join(output, layout.version_name(version))
+    layout.delete_dir(root)  # left by a failed attempt: no manifest points there
+    if not is_remote(output):
+        _check_writable(output)
+    return version, root
+
+
+def _check_writable(output: str) -> None:
     try:
         FileSystems.mkdirs(output)
     except OSError as error:
@@ -221,36 +249,25 @@ def prepare_output(output: str, overwrite: bool) -> str:
         FileSystems.delete([probe])
     except Exception as error:  # noqa: BLE001 - any failure here means "not writable"
         raise UserError(f"output directory {output!r} is not writable: {error}") from None
-    return root
 
 
-def _run_entries(output: str) -> list[str]:
-    """Names inside ``output`` that belong to digestflow runs: the manifest, version
-    directories, and the flat tables of outputs written before versioning."""
-    import os
-
-    if not os.path.isdir(output):
+def _flat_tables(output: str) -> list[str]:
+    """Tables of a local output written before versioning (DIR/records/ ...)."""
+    if is_remote(output) or not os.path.isdir(output):
         return []
-    legacy = {*TABLES, *(f"_tmp_{t}" for t in TABLES), SUMMARY_FILE}
-    return sorted(
-        name
-        for name in os.listdir(output)
-        if name in legacy or name == layout.MANIFEST_FILE or layout.VERSION_PATTERN.fullmatch(name)
-    )
+    names = {*TABLES, *(f"_tmp_{t}" for t in TABLES), SUMMARY_FILE}
+    return sorted(os.path.join(output, name) for name in os.listdir(output) if name in names)
 
 
-def finalize_output(output: str) -> None:
+def finalize_output(root: str) -> None:
     """Remove WriteToFiles' leftover temp directories, and give a table with no rows an
     empty Parquet file so its DuckDB view always works."""
-    import pyarrow.parquet as pq
-
     for name, schema in TABLES.items():
-        directory = table_dir(output, name)
-        scratch = temp_dir(output, name)
-        if FileSystems.exists(scratch):
-            FileSystems.delete([scratch])
+        directory = table_dir(root, name)
+        layout.delete_dir(temp_dir(root, name))
         if not FileSystems.match([FileSystems.join(directory, "*.parquet")])[0].metadata_list:
-            FileSystems.mkdirs(directory) if not FileSystems.exists(directory) else None
+            if not is_remote(directory):
+                FileSystems.mkdirs(directory) if not FileSystems.exists(directory) else None
             with FileSystems.create(FileSystems.join(directory, "part-empty.parquet")) as fh:
                 pq.write_table(schema.empty_table(), fh)
 
@@ -275,7 +292,7 @@ def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, A
     }
     parsed = found.get("records_parsed", 0)
     carried = found.get("records_carried", 0)  # from the previous version (--incremental)
-    written = found.get("rows_clustered", 0)
+    written = found.get("rows_written", 0)  # counted on the way into the records writer
     return {
         "output": output,
         "files_matched": found.get("files_matched", 0),
@@ -296,15 +313,62 @@ def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, A
     }
 
 
-def unchanged_summary(output: str, plan: update.UpdatePlan) -> dict[str, Any]:
+def unchanged_summary(output: str, plan: RunPlan) -> dict[str, Any]:
     """The summary of an update that found nothing new: no version is written."""
     return {
         "output": output,
         "unchanged": True,
-        "version": plan.previous.version,
-        "files_skipped_already_ingested": len(plan.skipped_files),
+        "version": plan.version - 1,
+        "files_skipped_already_ingested": plan.skipped,
         "records_parsed": 0,
     }
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run reads and which version it writes."""
+
+    inputs: list[str]
+    version: int
+    root: str
+    previous: str | None = None  # root of the version an incremental run extends
+    skipped: int = 0  # dumps an incremental run found already ingested
+
+
+def plan_run(ours: DigestflowOptions, settings: dict[str, Any], dry_run: bool) -> RunPlan:
+    inputs = [p if is_remote(p) else os.path.abspath(p) for p in ours.input]
+    if ours.incremental:
+        if ours.overwrite:
+            raise UserError("--incremental adds to an output and --overwrite replaces it: pick one")
+        if dry_run:
+            raise UserError(
+                "--incremental reads the existing output to plan the update, which a dry run "
+                "or template must not do; translate the job without --incremental"
+            )
+        found = update.plan_update(ours.output, inputs, settings)
+        layout.delete_dir(found.root)  # left by a failed attempt: no manifest points there
+        return RunPlan(
+            found.new_files, found.version, found.root, found.previous_root, len(found.skipped)
+        )
+    if dry_run:  # nothing is written, and no storage call may happen
+        return RunPlan(inputs, 1, FileSystems.join(ours.output, layout.version_name(1)))
+    version, root = prepare_output(ours.output, ours.overwrite)
+    return RunPlan(inputs, version, root)
+
+
+def commit(output: str, plan: RunPlan, summary: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Complete the version, then switch the manifest to it: until that switch, readers
+    (and a failed run) keep the previous version."""
+    finalize_output(plan.root)
+    with FileSystems.create(FileSystems.join(plan.root, SUMMARY_FILE)) as fh:
+        fh.write(json.dumps(summary, indent=2, default=str).encode())
+    manifest = layout.Manifest(
+        version=plan.version,
+        root=layout.version_name(plan.version),
+        extra={"settings": settings, "created": dt.datetime.now(dt.UTC).isoformat()},
+    )
+    layout.publish(output, manifest)
+    layout.retire_versions(output, plan.version, keep=KEEP_VERSIONS)
 
 
 def run(argv: list[str]) -> dict[str, Any] | None:
@@ -317,59 +381,50 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     dry_run = translate_only(options)
     check_offline_locations(options)
     check_inputs(ours.input)
-    settings = update.run_settings(config, embed)
-    inputs, version, previous = ours.input, 1, None
-    root = FileSystems.join(ours.output, layout.version_name(1))
-    plan = None
-    if ours.incremental:
-        if ours.overwrite:
-            raise UserError("--incremental adds to an output and --overwrite replaces it: pick one")
-        plan = update.plan_update(ours.output, ours.input, settings)
-        if not plan.new_files:
-            return unchanged_summary(ours.output, plan)
-        inputs, version, root = plan.new_files, plan.version, plan.root
-        previous = plan.previous_root
-        if not dry_run:
-            update.clear_version_dir(root)
-    elif not dry_run:
-        root = prepare_output(ours.output, ours.overwrite)
+    settings = update.run_settings(config, embed, ours.digest_year)
+    plan = plan_run(ours, settings, dry_run)
+    if not plan.inputs:
+        return unchanged_summary(ours.output, plan)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(
         pipeline,
-        inputs,
-        root,
+        plan.inputs,
+        plan.root,
         config,
-        ours.digest_year,
-        ours.output_shards,
-        embed,
-        topics,
-        semantic,
-        previous,
+        digest_year=ours.digest_year,
+        shards=ours.output_shards,
+        embed=embed,
+        topics=topics,
+        semantic=semantic,
+        previous=plan.previous,
     )
-    # progress hook (beam_jobs/progress.py): live counters on stderr, --quiet silences them
+    # Live counters on stderr while the job runs (--quiet silences them).
     reporter = progress.Reporter.for_options(options, executes=not dry_run)
     result = reporter.run(pipeline)
-    # end of progress hook
     if dry_run:
         return None
     result.wait_until_finish()
-    finalize_output(root)
     summary = summarize(counters(result), ours.output, time.monotonic() - started)
-    summary["version"] = version
-    if plan is not None:
-        summary["files_skipped_already_ingested"] = len(plan.skipped_files)
-    with FileSystems.create(FileSystems.join(root, SUMMARY_FILE)) as fh:
-        fh.write(json.dumps(summary, indent=2, default=str).encode())
-    # The switch: until this rename, readers (and a failed run) keep the previous version.
-    manifest = layout.Manifest(
-        version=version,
-        root=layout.version_name(version),
-        extra={"settings": settings, "created": dt.datetime.now(dt.UTC).isoformat()},
-    )
-    layout.publish(ours.output, manifest)
-    if plan is not None:
-        update.retire_old_versions(ours.output, version)
+    summary["version"] = plan.version
+    if ours.incremental:
+        summary["files_skipped_already_ingested"] = plan.skipped
+    commit(ours.output, plan, summary, settings)
     logging.getLogger(__name__).info("run summary: %s", summary)
-    reporter.finish(summary)  # progress hook: the final summary on stderr
+    reporter.finish(summary)
     return summary
+
+
+def publish_translated_run(output: str) -> int:
+    """Make the output of a job that ran detached (a Flex Template launch: the launcher only
+    translates, see :func:`translate_only`) readable: complete its version directory
+    (``v000001``) and write the manifest. Returns the version published."""
+    if layout.read_manifest(output) is not None:
+        raise UserError(f"{output!r} already has a manifest: nothing to publish")
+    root = FileSystems.join(output, layout.version_name(1))
+    if not layout.dir_exists(FileSystems.join(root, "records")):
+        raise UserError(f"{output!r} has no finished job output in {layout.version_name(1)}/")
+    finalize_output(root)
+    created = dt.datetime.now(dt.UTC).isoformat()
+    layout.publish(output, layout.Manifest(1, layout.version_name(1), {"created": created}))
+    return 1

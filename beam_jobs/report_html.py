@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs import catalog, layout
 
@@ -363,11 +364,10 @@ def overview_cards(columns: list[str], rows: list[tuple]) -> str:
     return "<div class='cards' id='overview'>" + "".join(cards) + "</div>"
 
 
-def _run_summary(output: str) -> dict:
-    path = os.path.join(layout.current_root(output), "run_summary.json")
+def _run_summary(root: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        with FileSystems.open(FileSystems.join(root, "run_summary.json")) as handle:
+            return json.loads(handle.read().decode("utf-8"))
     except (OSError, ValueError):
         return {}
 
@@ -405,9 +405,9 @@ def render(output: str) -> str:
         ]
     finally:
         connection.close()
-    summary = _run_summary(output)
-    ran = f" · run took {summary['wall_seconds']} s" if "wall_seconds" in summary else ""
     root = layout.current_root(output)
+    summary = _run_summary(root)
+    ran = f" · run took {summary['wall_seconds']} s" if "wall_seconds" in summary else ""
     figures = "".join(chart_html(chart) for chart in charts)
     sections = "".join(
         f"<h2>{html.escape(name)}</h2><p class='sub'>{html.escape(doc)}</p>{html_table(*result)}"
@@ -419,7 +419,7 @@ def render(output: str) -> str:
         f"<title>digestflow report: {html.escape(os.path.basename(os.path.abspath(output)))}</title>"
         f"<style>{STYLE}</style></head><body>"
         "<h1>digestflow report</h1>"
-        f"<p class='sub'>{html.escape(os.path.abspath(root))} · generated "
+        f"<p class='sub'>{html.escape(catalog.absolute_path(root))} · generated "
         f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}{html.escape(ran)}</p>"
         f"{overview_cards(*overview)}"
         f"<div class='grid'>{figures}</div>"

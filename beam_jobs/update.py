@@ -27,16 +27,25 @@ from transforms.dedup import DedupConfig
 from transforms.embed import EmbedConfig
 
 HASH_CHUNK = 1 << 20
-KEEP_VERSIONS = 2  # the current one, and the one a reader may still be scanning
 
 
-def run_settings(dedup: DedupConfig, embed: EmbedConfig | None) -> dict[str, Any]:
+# DedupConfig fields that change speed, never the result (components always finish exactly).
+PERFORMANCE_ONLY = ("lsh_shards", "component_rounds")
+
+
+def run_settings(
+    dedup: DedupConfig, embed: EmbedConfig | None, digest_year: int | None = None
+) -> dict[str, Any]:
     """What an update must share with the run it extends for the result to equal one full
-    run: the clustering settings, and the model that produced the stored embeddings."""
-    settings: dict[str, Any] = {"dedup": _plain(asdict(dedup))}
+    run: the clustering settings, the year rule for dates, and what produced the stored
+    embeddings (the model named as the user gave it: the packaged default is stored as
+    ``None``, so a rebuilt environment is not a different model)."""
+    clustering = {k: v for k, v in asdict(dedup).items() if k not in PERFORMANCE_ONLY}
+    settings: dict[str, Any] = {"dedup": _plain(clustering), "digest_year": digest_year}
     if embed is not None:
         settings["embedding"] = {
-            "model": str(embed.model_dir),
+            "model": embed.model,
+            "backend": getattr(embed, "backend", "torch"),
             "max_seq_length": embed.max_seq_length,
             "text_template": embed.text_template,
         }
@@ -84,15 +93,27 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def ingested_hashes(root: str) -> set[str]:
-    """SHA-256 of every dump a version ingested (its ``inputs`` table)."""
+@dataclass(frozen=True)
+class Ingested:
+    """The dumps a version holds: SHA-256 by path, and every non-empty dump's SHA-256."""
+
+    by_path: dict[str, str | None]
+    hashes: set[str]
+
+
+def ingested(root: str) -> Ingested:
+    """What a version ingested (its ``inputs`` table)."""
+    by_path: dict[str, str | None] = {}
     hashes: set[str] = set()
     pattern = FileSystems.join(root, "inputs", "*.parquet")
     for metadata in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(metadata.path) as fh:
-            column = pq.read_table(fh, columns=["sha256"]).column("sha256")
-        hashes.update(h for h in column.to_pylist() if h)
-    return hashes
+            table = pq.read_table(fh, columns=["source_file", "sha256", "size_bytes"])
+        for row in table.to_pylist():
+            by_path[row["source_file"]] = row["sha256"]
+            if row["sha256"] and row["size_bytes"]:
+                hashes.add(row["sha256"])
+    return Ingested(by_path, hashes)
 
 
 @dataclass(frozen=True)
@@ -102,11 +123,17 @@ class UpdatePlan:
     version: int
     root: str
     new_files: list[str]
-    skipped_files: list[str]  # already ingested (same bytes), or a repeat within this batch
+    skipped: list[str]  # already ingested (same bytes), or a repeat within this batch
 
 
 def plan_update(output: str, patterns: list[str], settings: dict[str, Any]) -> UpdatePlan:
-    """Check that ``output`` can take an update with ``settings`` and pick the new dumps."""
+    """Check that ``output`` can take an update with ``settings`` and pick the new dumps.
+
+    A dump is skipped when its bytes were ingested before (under any name; empty files
+    only under the same name). A path that was ingested with other bytes is refused: its
+    record ids (path + slot) would collide with the earlier records'. A dump that cannot be
+    read here is passed on, and the pipeline dead-letters it like in a full run.
+    """
     manifest = layout.read_manifest(output)
     if manifest is None:
         raise UserError(
@@ -122,15 +149,24 @@ def plan_update(output: str, patterns: list[str], settings: dict[str, Any]) -> U
                 "would differ from one full run); differing: " + "; ".join(differences)
             )
     previous_root = FileSystems.join(output, manifest.root)
-    known = ingested_hashes(previous_root)
-    new_files, skipped = [], []
+    known = ingested(previous_root)
+    new_files, skipped, changed = [], [], []
     for path in _matched_paths(patterns):
-        digest = file_sha256(path)
-        if digest in known:
+        digest = _readable_sha256(path)
+        if path in known.by_path:
+            (skipped if known.by_path[path] == digest else changed).append(path)
+        elif digest is not None and digest in known.hashes:
             skipped.append(path)
         else:
-            known.add(digest)
+            if digest is not None and _size(path):
+                known.hashes.add(digest)
             new_files.append(path)
+    if changed:
+        raise UserError(
+            "these dumps were ingested before with other contents (record ids are path + "
+            "slot, so they would collide): " + ", ".join(changed) + "; give a changed dump a "
+            "new name, or rebuild the output with --overwrite"
+        )
     version = manifest.version + 1
     return UpdatePlan(
         previous=manifest,
@@ -138,26 +174,21 @@ def plan_update(output: str, patterns: list[str], settings: dict[str, Any]) -> U
         version=version,
         root=FileSystems.join(output, layout.version_name(version)),
         new_files=new_files,
-        skipped_files=skipped,
+        skipped=skipped,
     )
+
+
+def _readable_sha256(path: str) -> str | None:
+    try:
+        return file_sha256(path)
+    except Exception:  # noqa: BLE001 - unreadable here: the pipeline dead-letters it
+        return None
+
+
+def _size(path: str) -> int:
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
 
 
 def _matched_paths(patterns: list[str]) -> list[str]:
     paths = {m.path for result in FileSystems.match(patterns) for m in result.metadata_list}
     return sorted(paths)
-
-
-def clear_version_dir(root: str) -> None:
-    """Remove what a failed or killed earlier attempt left in the directory of the version
-    about to be written (no manifest points there)."""
-    if FileSystems.exists(root):
-        FileSystems.delete([root])
-
-
-def retire_old_versions(output: str, current: int, keep: int = KEEP_VERSIONS) -> list[str]:
-    """Delete version directories older than the ``keep`` newest (never the current)."""
-    stale = [FileSystems.join(output, layout.version_name(v)) for v in range(1, current - keep + 1)]
-    stale = [path for path in stale if FileSystems.exists(path)]
-    if stale:
-        FileSystems.delete(stale)
-    return stale

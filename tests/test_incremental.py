@@ -14,8 +14,6 @@ from beam_jobs.options import UserError
 from beam_jobs.synthetic import GeneratorConfig, generate
 from beam_jobs.update import settings_differences
 
-RECORD_COLUMNS = "record_id, cluster_id, is_canonical, duplicate_of, similarity, dup_kind"
-
 
 def _days(tmp_path: Path, records: int, seed: int) -> list[Path]:
     """Generated dumps, one file per digest day, in date order."""
@@ -35,7 +33,7 @@ def _table(output: Path, sql: str) -> list[tuple]:
 
 def _snapshot(output: Path) -> dict[str, list[tuple]]:
     return {
-        "records": _table(output, f"SELECT {RECORD_COLUMNS} FROM records ORDER BY record_id"),
+        "records": _table(output, "SELECT * EXCLUDE (embedding) FROM records ORDER BY record_id"),
         "clusters": _table(output, "SELECT * FROM clusters ORDER BY ALL"),
         "dead_letter": _table(output, "SELECT * FROM dead_letter ORDER BY ALL"),
         "inputs": _table(output, "SELECT * FROM inputs ORDER BY ALL"),
@@ -92,6 +90,35 @@ def test_re_adding_a_dump_changes_nothing(daily, tmp_path: Path) -> None:
     assert _run([renamed], output, "--no_embeddings", "--incremental")["unchanged"] is True
     assert layout.read_manifest(str(output)).version == len(days)
     assert _snapshot(output) == before
+
+
+def test_a_path_ingested_with_other_bytes_is_refused(daily, tmp_path: Path) -> None:
+    """Record ids are path + slot: a dump that changed under its old name would collide."""
+    days, _, _ = daily
+    live = tmp_path / "live" / "today.txt"
+    live.parent.mkdir()
+    shutil.copy(days[0], live)
+    output = tmp_path / "out"
+    _run([live], output, "--no_embeddings")
+    shutil.copy(days[1], live)
+    with pytest.raises(UserError, match="ingested before with other contents"):
+        _run([live], output, "--no_embeddings", "--incremental")
+    assert layout.read_manifest(str(output)).version == 1
+
+
+def test_update_may_change_the_canonical_when_the_policy_says_so(tmp_path: Path) -> None:
+    """With --canonical_policy latest a later copy takes over its cluster, exactly as in
+    one full run."""
+    days = _days(tmp_path, records=600, seed=33)
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    flags = ("--no_embeddings", "--canonical_policy", "latest")
+    _run(days[:1], incremental, *flags)
+    before = dict(_table(incremental, "SELECT record_id, is_canonical FROM records"))
+    _run(days[1:], incremental, *flags, "--incremental")
+    _run(days, full, *flags)
+    assert _snapshot(incremental) == _snapshot(full)
+    after = dict(_table(incremental, "SELECT record_id, is_canonical FROM records"))
+    assert any(before[r] and not after[r] for r in before), "no canonical moved to a later copy"
 
 
 def test_failed_update_leaves_the_old_version(daily, tmp_path: Path, monkeypatch) -> None:

@@ -204,10 +204,19 @@ def test_refuses_to_mix_runs_without_overwrite(small_corpus: Path, tmp_path: Pat
     _run([str(small_corpus / "digest_*")], output, "--no_near_duplicates")
     with pytest.raises(UserError, match="--overwrite"):
         _run([str(small_corpus / "digest_*")], output)
-    _run([str(small_corpus / "digest_*.txt")], output, "--overwrite", "--no_near_duplicates")
+    first = catalog.query(str(output), "SELECT count(*) FROM inputs")[1]
+    summary = _run(
+        [str(small_corpus / "digest_*.txt")], output, "--overwrite", "--no_near_duplicates"
+    )
     files = os.listdir(layout.table_dir(str(output), "records"))
     assert files and all(f.endswith(".parquet") for f in files)
-    assert sorted(os.listdir(output)) == ["manifest.json", "v000001"], "old run not removed"
+    # The replacement is a new version: the old one stays readable (and intact had this
+    # run failed) until the manifest switched; then only the new one is seen.
+    assert sorted(os.listdir(output)) == ["manifest.json", "v000001", "v000002"]
+    assert layout.read_manifest(str(output)).version == 2
+    (rows,) = catalog.query(str(output), "SELECT count(*) FROM records")[1][0]
+    assert rows == summary["rows_written"]
+    assert catalog.query(str(output), "SELECT count(*) FROM inputs")[1] != first
 
 
 def test_year_rule_for_date_lines() -> None:
@@ -215,3 +224,19 @@ def test_year_rule_for_date_lines() -> None:
     assert file_context("/x/2021/page.txt", modified_year=2025).year == 2021
     assert file_context("/x/page.txt", modified_year=2025).year == 2025
     assert file_context("/x/digest_2023-05-02.txt", digest_year=2020).year == 2020
+
+
+def test_publish_makes_a_detached_jobs_output_readable(small_corpus: Path, tmp_path: Path) -> None:
+    """A Flex Template job writes its version directory but no manifest (the launcher only
+    translates): ``digestflow publish`` completes and publishes it."""
+    from beam_jobs.cli import main
+
+    output = tmp_path / "out"
+    summary = _run([str(small_corpus / "digest_*")], output, "--no_near_duplicates")
+    (output / "manifest.json").unlink()  # what a detached job leaves: no manifest
+    with pytest.raises(layout.NotAnOutput):
+        catalog.query(str(output), "SELECT 1")
+    assert main(["publish", str(output)]) == 0
+    (rows,) = catalog.query(str(output), "SELECT count(*) FROM records")[1][0]
+    assert rows == summary["rows_written"]
+    assert main(["publish", str(output)]) == 2  # already published: a clear refusal

@@ -192,10 +192,20 @@ class NearDuplicateGroups(beam.PTransform):
             | "ConnectedComponents" >> ConnectedComponents(rounds=cfg.component_rounds)
         )
         return (
-            {"records": by_text, "label": labels, "signature": verified.linked_signatures}
+            {
+                "records": by_text,
+                "label": labels,
+                # once per text: an end of many edges would bring its signature many times
+                "signature": verified.linked_signatures
+                | "OneSignatureEach" >> beam.CombinePerKey(_any_one),
+            }
             | "JoinGroupLabels" >> beam.CoGroupByKey()
             | "SplitByLink" >> beam.FlatMap(_split_by_link).with_outputs(LINKED, main=ALONE)
         )
+
+
+def _any_one(values: Iterable[bytes]) -> bytes:
+    return next(iter(values))
 
 
 def _split_by_link(element) -> Iterator:

@@ -28,10 +28,12 @@ from transforms.tags import TagPapers, Taxonomy
 
 class EnrichedPapers(NamedTuple):
     """``rows``: records-table rows with embedding and tags (and merged clusters applied);
-    ``merges``: (absorbed cluster_id, Merge), or None without semantic merging."""
+    ``merges``: (absorbed cluster_id, Merge), or None without semantic merging;
+    ``text_embeddings``: every embedded text's vector by text key."""
 
     rows: beam.PCollection
     merges: beam.PCollection | None
+    text_embeddings: beam.PCollection  # (text key, vector): the ``embeddings`` table
 
 
 class EmbedAndTagPapers(beam.PTransform):
@@ -106,7 +108,7 @@ class EmbedAndTagPapers(beam.PTransform):
             | "EnrichRows" >> beam.FlatMap(_enrich)
             | "CountEnrichedRows" >> beam.Map(_counted, Metrics.counter(NAMESPACE, "rows_enriched"))
         )
-        return EnrichedPapers(enriched, merges)
+        return EnrichedPapers(enriched, merges, embedded.by_text)
 
 
 def _counted(element: Any, counter) -> Any:

@@ -5,34 +5,29 @@ the result equals one full run over every dump ingested so far), but it never pa
 old dump again and never embeds a text twice: the previous version's canonical
 embeddings come back keyed by the hash of the text they embed.
 
-    root ─┬─ records/     ─ ReadRecordTables ─┬─ RecordsOfRows    -> Record
-          │                                   └─ KnownEmbeddings  -> (text key, vector)
-          ├─ dead_letter/ ─ ReadDeadLetters                       -> dead letter rows
-          └─ inputs/      ─ ReadInputs                            -> input rows
+    root ─┬─ records/     ─ ReadRecordTables    ─ RecordsOfRows     -> Record
+          ├─ embeddings/  ─ ReadEmbeddingTables ─ KnownEmbeddings   -> (text key, vector)
+          ├─ dead_letter/ ─ ReadDeadLetters                         -> dead letter rows
+          └─ inputs/      ─ ReadInputs                              -> input rows
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadFromParquet, ReadFromParquetBatched
 from apache_beam.metrics import Metrics
 
 from transforms.embed import (
-    TEXT_TEMPLATE,
     EmbedConfig,
-    EmbedOutputs,
     EmbedTexts,
-    embedding_text,
 )
 from transforms.read import NAMESPACE
 from transforms.records import Record
@@ -71,24 +66,15 @@ def records_of_table(table: pa.Table) -> Iterator[Record]:
         )
 
 
-def known_embeddings(table: pa.Table, template: str) -> Iterator[tuple[str, np.ndarray]]:
-    """(embedding key, vector) of the canonical rows of a table that carry an embedding.
-
-    ``template`` is the run's text template (the text the model saw). Vectors come out of
-    the Arrow buffer as one float32 matrix, not as Python lists.
-    """
-    if "embedding" not in table.column_names:
+def embeddings_of_table(table: pa.Table) -> Iterator[tuple[str, np.ndarray]]:
+    """(text key, vector) of a batch of ``embeddings`` rows; the vectors come out of the
+    Arrow buffer as one float32 matrix, not as Python lists."""
+    if table.num_rows == 0:
         return
-    canonical = table.filter(pc.field("is_canonical")).filter(pc.is_valid(pc.field("embedding")))
-    if canonical.num_rows == 0:
-        return
-    embedding = canonical.column("embedding").combine_chunks()
+    embedding = table.column("embedding").combine_chunks()
     dim = embedding.type.list_size
     vectors = embedding.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    titles = canonical.column("title").to_pylist()
-    abstracts = canonical.column("abstract").to_pylist()
-    for title, abstract, vector in zip(titles, abstracts, vectors, strict=True):
-        key = embedding_key(embedding_text(title, abstract, template))
+    for key, vector in zip(table.column("text_key").to_pylist(), vectors, strict=True):
         yield key, vector.astype(np.float32, copy=True)
 
 
@@ -107,30 +93,31 @@ class PreviousVersion(NamedTuple):
 
 class ReadPreviousVersion(beam.PTransform):
     """A version directory -> :class:`PreviousVersion` (records, known embeddings, dead
-    letter rows, input rows). ``text_template=None``: no embeddings are read back."""
+    letter rows, input rows). ``with_embeddings=False``: no embeddings are read back."""
 
-    def __init__(self, root: str, text_template: str | None = TEXT_TEMPLATE) -> None:
+    def __init__(self, root: str, with_embeddings: bool = True) -> None:
         super().__init__()
         self._root = root
-        self._template = text_template
+        self._with_embeddings = with_embeddings
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> PreviousVersion:
         carried = Metrics.counter(NAMESPACE, "records_carried")
         records = (
             pbegin
             | "ReadRecordTables"
+            # Without the embedding column: pyarrow (25) cannot read back a fixed-size list
+            # holding nulls (rows whose embedding failed), and clustering does not need it.
             >> ReadFromParquetBatched(self._glob("records"), columns=RECORD_COLUMNS)
             | "RecordsOfRows" >> beam.FlatMap(_counted_records, carried)
         )
-        if self._template is None:
-            embeddings = pbegin | "NoEmbeddings" >> beam.Create([])
-        else:
+        if self._with_embeddings:
             embeddings = (
                 pbegin
-                | "RecordFiles" >> beam.Create([self._glob("records")])
-                | "MatchRecordFiles" >> fileio.MatchAll()
-                | "KnownEmbeddings" >> beam.ParDo(_KnownEmbeddingsOfFile(self._template))
+                | "ReadEmbeddingTables" >> ReadFromParquetBatched(self._glob("embeddings"))
+                | "KnownEmbeddings" >> beam.FlatMap(embeddings_of_table)
             )
+        else:
+            embeddings = pbegin | "NoEmbeddings" >> beam.Create([])
         return PreviousVersion(
             records=records,
             embeddings=embeddings,
@@ -142,55 +129,37 @@ class ReadPreviousVersion(beam.PTransform):
         return FileSystems.join(self._root, table, "*.parquet")
 
 
-class _KnownEmbeddingsOfFile(beam.DoFn):
-    """A records file -> (embedding key, vector) of its embedded canonical rows.
-
-    pyarrow (25) cannot read back a fixed-size list column that holds nulls (rows whose
-    embedding failed): such a file's vectors are not reused, only embedded again, and the
-    counter ``embedding_reuse_unreadable_files`` says so.
-    """
-
-    COLUMNS = ("title", "abstract", "is_canonical", "embedding")
-
-    def __init__(self, template: str) -> None:
-        self._template = template
-        self._unreadable = Metrics.counter(NAMESPACE, "embedding_reuse_unreadable_files")
-
-    def process(self, metadata) -> Iterator[tuple[str, np.ndarray]]:
-        with FileSystems.open(metadata.path) as fh:
-            parquet = pq.ParquetFile(fh)
-            if "embedding" not in parquet.schema_arrow.names:
-                return
-            for group in range(parquet.num_row_groups):
-                try:
-                    table = parquet.read_row_group(group, columns=list(self.COLUMNS))
-                except pa.ArrowInvalid:
-                    self._unreadable.inc()
-                    return
-                yield from known_embeddings(table, self._template)
-
-
 REUSE = "reuse"
 
 
+class EmbeddedTexts(NamedTuple):
+    """``embeddings``: (cluster_id, vector); ``by_text``: (text key, vector) of every text
+    embedded or reused (the ``embeddings`` table, what a later update reuses);
+    ``failures``: (cluster_id, error message)."""
+
+    embeddings: beam.PCollection
+    by_text: beam.PCollection
+    failures: beam.PCollection
+
+
 def _reuse_or_embed(element, reused_counter, embedded_counter) -> Iterator:
-    """(text key, {want: [(cluster_id, text)], known: [vector]}) -> (cluster_id, vector) when
-    the text was embedded before, else the (cluster_id, text) to embed (tagged)."""
-    _, joined = element
-    vectors = list(joined["known"])
+    """(text key, {want: [(cluster_id, text)], known: [vector]}) -> ((cluster_id, key),
+    vector) when the text was embedded before (tagged), else ((cluster_id, key), text)."""
+    key, joined = element
+    vectors = list(itertools.islice(joined["known"], 1))
     for cluster_id, text in joined["want"]:
         if vectors:
             reused_counter.inc()
-            yield beam.pvalue.TaggedOutput(REUSE, (cluster_id, vectors[0]))
+            yield beam.pvalue.TaggedOutput(REUSE, ((cluster_id, key), vectors[0]))
         else:
             embedded_counter.inc()
-            yield cluster_id, text
+            yield (cluster_id, key), text
 
 
 class EmbedUnseenTexts(beam.PTransform):
-    """(cluster_id, text) -> :class:`~transforms.embed.EmbedOutputs`: texts whose embedding
-    ``known`` ((text key, vector), see :func:`embedding_key`) already holds are not embedded
-    again. Counters ``embedded_texts`` (sent to the model) and ``embeddings_reused``.
+    """(cluster_id, text) -> :class:`EmbeddedTexts`: texts whose embedding ``known``
+    ((text key, vector), see :func:`embedding_key`) already holds are not embedded again.
+    Counters ``embedded_texts`` (sent to the model) and ``embeddings_reused``.
 
     Two canonicals never share a text (equal texts are exact duplicates, one cluster), so
     a text is embedded at most once per run, and never again by a later update.
@@ -201,28 +170,28 @@ class EmbedUnseenTexts(beam.PTransform):
         self._config = config
         self._known = known
 
-    def expand(self, texts: beam.PCollection) -> EmbedOutputs:
-        embedded_texts = Metrics.counter(NAMESPACE, "embedded_texts")
-        if self._known is None:
-            to_embed = texts | "CountEmbeddedTexts" >> beam.Map(_counted, embedded_texts)
-            return to_embed | "EmbedTexts" >> EmbedTexts(self._config)
-        reused = Metrics.counter(NAMESPACE, "embeddings_reused")
+    def expand(self, texts: beam.PCollection) -> EmbeddedTexts:
+        pipeline = texts.pipeline
+        known = self._known
+        if known is None:
+            known = pipeline | "NoKnownEmbeddings" >> beam.Create([])
         split = (
             {
                 "want": texts | "KeyByText" >> beam.Map(lambda kv: (embedding_key(kv[1]), kv)),
-                "known": self._known,
+                "known": known,
             }
             | "JoinKnownEmbeddings" >> beam.CoGroupByKey()
             | "ReuseOrEmbed"
-            >> beam.FlatMap(_reuse_or_embed, reused, embedded_texts).with_outputs(
-                REUSE, main="embed"
-            )
+            >> beam.FlatMap(
+                _reuse_or_embed,
+                Metrics.counter(NAMESPACE, "embeddings_reused"),
+                Metrics.counter(NAMESPACE, "embedded_texts"),
+            ).with_outputs(REUSE, main="embed")
         )
         fresh = split.embed | "EmbedTexts" >> EmbedTexts(self._config)
-        embeddings = (split[REUSE], fresh.embeddings) | "AllEmbeddings" >> beam.Flatten()
-        return EmbedOutputs(embeddings, fresh.failures)
-
-
-def _counted(element, counter):
-    counter.inc()
-    return element
+        both = (split[REUSE], fresh.embeddings) | "AllEmbeddings" >> beam.Flatten()
+        return EmbeddedTexts(
+            embeddings=both | "ByCluster" >> beam.Map(lambda kv: (kv[0][0], kv[1])),
+            by_text=both | "ByText" >> beam.Map(lambda kv: (kv[0][1], kv[1])),
+            failures=fresh.failures | "FailedCluster" >> beam.Map(lambda kv: (kv[0][0], kv[1])),
+        )

@@ -110,7 +110,11 @@ class ParseDigestFileFn(beam.DoFn):
                     compression_type=CompressionTypes.UNCOMPRESSED,
                 )
             )
-            stream = decompressed(raw, metadata.path)
+            try:
+                stream = decompressed(raw, metadata.path)
+            except Exception:
+                raw.close()
+                raise
         except Exception as error:  # noqa: BLE001 - an unreadable file is a dead letter
             yield self._dead_letter(DeadLetter.of(ctx.source_file, None, READ_ERROR, repr(error)))
             yield beam.pvalue.TaggedOutput(INPUT_FILES, _unread_file(ctx.source_file))

@@ -100,6 +100,27 @@ INPUT_FIELDS: list[pa.Field] = [
     _field("dead_letters", pa.int64(), "Dead letters it produced.", False),
 ]
 
+
+def embeddings_schema(embedding_dim: int = EMBEDDING_DIM) -> pa.Schema:
+    return pa.schema(
+        [
+            _field(
+                "text_key",
+                pa.string(),
+                "Hash of the exact text the model embedded (transforms.previous.embedding_key).",
+                False,
+            ),
+            _field(
+                "embedding",
+                pa.list_(pa.float32(), embedding_dim),
+                "Its L2-normalized embedding; an incremental run reuses it instead of "
+                "embedding the text again.",
+                False,
+            ),
+        ]
+    )
+
+
 RECORDS_SCHEMA = records_schema()
 DEAD_LETTER_SCHEMA = pa.schema(DEAD_LETTER_FIELDS)
 CLUSTERS_SCHEMA = pa.schema(CLUSTER_FIELDS)
@@ -110,6 +131,7 @@ TABLES: dict[str, pa.Schema] = {
     "clusters": CLUSTERS_SCHEMA,
     "dead_letter": DEAD_LETTER_SCHEMA,
     "inputs": INPUTS_SCHEMA,
+    "embeddings": embeddings_schema(),
 }
 
 
