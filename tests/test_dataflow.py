@@ -274,6 +274,9 @@ def test_translation_only_runs_return_before_touching_output() -> None:
 
 
 def test_remote_paths_are_never_checked_before_submission() -> None:
+    """A dry run (or a template) must stay offline: nothing of a gs:// input or output is
+    looked at. (A real run reads the output's manifest to pick the next version.)"""
+
     def no_storage(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("storage touched before submission")
 
@@ -285,7 +288,10 @@ def test_remote_paths_are_never_checked_before_submission() -> None:
         mock.patch.object(fs, "create", no_storage),
     ):
         digestflow_pipeline.check_inputs([f"{BUCKET}/in/*.txt", f"{BUCKET}/more/*.gz"])
-        digestflow_pipeline.prepare_output(f"{BUCKET}/out", overwrite=False)
+        options = digestflow_pipeline.pipeline_options([*IO, "--dry_run=True"])
+        ours = options.view_as(DigestflowOptions)
+        plan = digestflow_pipeline.plan_run(ours, {}, dry_run=True)
+        assert plan.root.endswith("/v000001")
 
 
 # ------------------------------------------------------------------ deploy/metadata.json
