@@ -12,7 +12,7 @@ import pytest
 from beam_jobs import catalog, layout, pipeline
 from beam_jobs.options import UserError
 from beam_jobs.synthetic import GeneratorConfig, generate
-from beam_jobs.update import settings_differences
+from beam_jobs.update import file_sha256, settings_differences
 
 
 def _days(tmp_path: Path, records: int, seed: int) -> list[Path]:
@@ -193,3 +193,22 @@ def test_update_embeds_only_texts_never_seen(tmp_path: Path) -> None:
     ):
         assert rid_a == rid_b
         assert max(abs(a - b) for a, b in zip(vec_a, vec_b, strict=True)) < 1e-5
+
+
+def test_inputs_table_hashes_the_stored_bytes_like_the_update_does(tmp_path: Path) -> None:
+    """The pipeline hashes a dump while parsing it (HashingReader, compressed bytes as
+    stored); the update hashes it again on its own: the two must agree, or re-adding a
+    dump would not be recognized."""
+    source = tmp_path / "dumps"
+    generate(source, GeneratorConfig(records=300, seed=8, compress="mixed"))
+    output = tmp_path / "out"
+    _run(
+        sorted(p for p in source.iterdir() if p.name.startswith("digest_")),
+        output,
+        "--no_embeddings",
+    )
+    rows = _table(output, "SELECT source_file, sha256, size_bytes FROM inputs ORDER BY 1")
+    assert any(path.endswith((".gz", ".bz2")) for path, _, _ in rows)
+    for path, digest, size in rows:
+        assert digest == file_sha256(path)
+        assert size == Path(path).stat().st_size

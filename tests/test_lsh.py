@@ -21,9 +21,18 @@ from transforms.lsh import (
     LshCandidatePairs,
     SignTexts,
     VerifiedSimilarPairs,
+    shard_entries,
+    shared_buckets,
     star_edges,
 )
-from transforms.minhash import MinHashConfig, MinHasher, as_signature, estimated_jaccard
+from transforms.minhash import (
+    MinHashConfig,
+    MinHasher,
+    as_signature,
+    band_keys,
+    estimated_jaccard,
+    pack_signature,
+)
 
 CONFIG = MinHashConfig()  # word 3-grams, 128 permutations, threshold 0.8 -> 9 bands x 13 rows
 BANDS, ROWS = CONFIG.lsh_params
@@ -277,3 +286,38 @@ def test_composites_validate_parameters():
         LshBuckets(9, 0)
     candidates = LshCandidatePairs.from_config(CONFIG)
     assert (candidates.bands, candidates.rows) == (BANDS, ROWS)
+
+
+@pytest.mark.parametrize("shards", [1, 3, 256])
+def test_shards_form_exactly_the_buckets_of_the_band_keys(corpus, shards):
+    """Sharded in-memory bucketing (what the pipeline does) equals grouping every
+    (band, band hash) key on its own, whatever the shard count and the batch split."""
+    items = sorted(corpus.items())
+    expected: dict[tuple[int, int], list[str]] = {}
+    for node, signature in items:
+        for key in band_keys(signature, BANDS, ROWS):
+            expected.setdefault(key, []).append(node)
+    expected = {k: sorted(v) for k, v in expected.items() if len(v) > 1}
+
+    lists_by_shard: dict[int, list] = {}
+    for start in range(0, len(items), 97):  # uneven batches, as BatchElements makes them
+        for shard, entries in shard_entries(items[start : start + 97], BANDS, ROWS, shards).items():
+            lists_by_shard.setdefault(shard, []).append(entries)
+    found = {
+        key: sorted(members)
+        for entry_lists in lists_by_shard.values()
+        for key, members in shared_buckets(entry_lists)
+    }
+    assert found == expected
+    assert len(lists_by_shard) <= shards
+    assert list(shared_buckets([])) == []
+
+
+def test_packed_signatures_keep_every_value_and_every_band_key():
+    hasher = MinHasher(CONFIG)
+    signature = hasher.signature(["a", "packed", "signature", "travels", "as", "bytes"])
+    packed = pack_signature(signature)
+    assert isinstance(packed, bytes) and len(packed) == 4 * CONFIG.num_perm
+    assert as_signature(packed).tolist() == signature.tolist()
+    assert band_keys(packed, BANDS, ROWS) == band_keys(signature, BANDS, ROWS)
+    assert estimated_jaccard(packed, signature) == 1.0
