@@ -28,6 +28,9 @@ runs (slow: minutes per 10k records on 2 CPU cores).
    revisions (``tests/data/revisions.jsonl``) against the closest distinct seed papers, with and
    without the shared-name condition: the margin behind ``--semantic_threshold``
    (:mod:`beam_jobs.bench_semantic`; ~2 min, skipped without the seed dumps).
+6. **Incremental**: the cost of adding one day (500 records, 80 % known) to a corpus with
+   ``--incremental`` against the new day alone and a full re-run (issue #7; see
+   :mod:`beam_jobs.bench_incremental`).
 
 Usage: ``python -m beam_jobs.bench [--sizes 10000,100000] [--quality-records 6000]
 [--sections quality,speed,determinism] [--out out/bench]``. No timing is asserted anywhere.
@@ -72,7 +75,7 @@ from transforms.text import normalized_text
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GENERATOR_SOURCES = ("beam_jobs/synthetic.py", "beam_jobs/vocabulary.py")
 PIPELINE_WORKER = "_pipeline-worker"
-SECTIONS = ("quality", "speed", "determinism", "embeddings", "semantic")
+SECTIONS = ("quality", "speed", "determinism", "embeddings", "semantic", "incremental")
 DEDUP_ONLY = ("--no_embeddings",)
 # Ambiguous by design (see the module docstring): reported apart, not scored as pairs.
 UNSCORED = frozenset({"revision", "missing_abstract"})
@@ -92,6 +95,8 @@ class Settings:
     sizes: tuple[int, ...]
     determinism_records: int
     with_embeddings: bool
+    incremental_base_records: int = 50_000
+    incremental_embed_records: int = 1_000
 
 
 # ============================================================================== small helpers
@@ -680,20 +685,27 @@ def determinism_section(settings: Settings, results: dict[str, Any]) -> None:
 def embeddings_section(settings: Settings, results: dict[str, Any]) -> None:
     from beam_jobs import bench_embed
 
-    data = corpus(settings, "embeddings", GeneratorConfig(records=800, seed=settings.seed + 3))
-    row = bench_embed.pipeline_vs_encode(data, settings.out / "runs" / "embeddings")
+    config = GeneratorConfig(records=bench_embed.RECORDS, seed=settings.seed + 3)
+    data = corpus(settings, "embeddings", config)
+    output = settings.out / "runs" / "embeddings"
+    row = bench_embed.pipeline_vs_encode(data, output)
     results["embeddings"] = row
     emit(
         results,
         render_table(
-            "Whole pipeline with embeddings vs plain encode of its canonical texts (same process)",
+            "Whole pipeline with embeddings vs model load + plain encode of its canonical texts "
+            f"(same process, torch, median of {row['pairs']} alternating pairs)",
             [
                 "records",
                 "canonical texts",
                 "embedded_texts",
-                "pipeline s",
-                "encode s",
+                "pipeline s (all)",
+                "of which model s",
+                "other s",
+                "encode s (all)",
                 "ratio (goal <= 1.2)",
+                "ratio range",
+                "CPU-time ratio",
                 "encode texts/s",
             ],
             [
@@ -701,14 +713,74 @@ def embeddings_section(settings: Settings, results: dict[str, Any]) -> None:
                     row["records"],
                     row["canonical_texts"],
                     row["embedded_texts"],
-                    row["pipeline_s"],
-                    row["encode_s"],
+                    f"{row['pipeline_s']:.1f} ({', '.join(map(str, row['pipeline_s_all']))})",
+                    row["pipeline_inference_s"],
+                    row["pipeline_other_s"],
+                    f"{row['encode_s']:.1f} ({', '.join(map(str, row['encode_s_all']))})",
                     f"{row['ratio']:.2f}x",
+                    f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}x",
+                    f"{row['cpu_ratio']:.2f}x ({', '.join(map(str, row['cpu_ratio_all']))})",
                     row["texts_per_s_encode"],
                 ]
             ],
         ),
     )
+    texts = bench_embed.canonical_texts(output)[: bench_embed.BACKEND_TEXTS]
+    backends = bench_embed.backend_comparison(texts, settings.out / "cache")
+    results["embedding_backends"] = backends
+    emit(
+        results,
+        render_table(
+            f"Embedding backends vs torch fp32 ({len(texts)} canonical texts, encode only, "
+            f"median of {bench_embed.BACKEND_REPEATS} interleaved runs)",
+            [
+                "backend",
+                "load s (export)",
+                "encode s",
+                "texts/s",
+                "speed vs torch",
+                "cosine min",
+                "cosine mean",
+            ],
+            [
+                [
+                    b["backend"],
+                    b["load_s"],
+                    b["encode_s"],
+                    b["texts_per_s"],
+                    f"{b['speedup']:.2f}x",
+                    f"{b['cosine_min']:.5f}",
+                    f"{b['cosine_mean']:.5f}",
+                ]
+                for b in backends
+            ],
+        ),
+    )
+    onnx = bench_embed.onnx_pipeline(data, output, row["pipeline_s"])
+    if onnx is not None:
+        results["embeddings_onnx_pipeline"] = onnx
+        emit(
+            results,
+            render_table(
+                "Whole pipeline with --embedding_backend onnx (one run, export cached beforehand)",
+                [
+                    "records",
+                    "embedded_texts",
+                    "pipeline s",
+                    "of which model s",
+                    "speed vs torch pipeline",
+                ],
+                [
+                    [
+                        onnx["records"],
+                        onnx["embedded_texts"],
+                        onnx["pipeline_s"],
+                        onnx["model_s"],
+                        f"{onnx['speedup_vs_torch_pipeline']:.2f}x",
+                    ]
+                ],
+            ),
+        )
     quality = bench_embed.tag_quality()
     if quality is None:
         log("seed dumps absent: tag quality skipped")
@@ -721,7 +793,8 @@ def embeddings_section(settings: Settings, results: dict[str, Any]) -> None:
     emit(
         results,
         render_table(
-            "Topic tags on the labelled seed papers (micro averages)",
+            "Topic tags on the labelled seed papers (micro averages; cross_validated: 5 folds, "
+            "few_shot: the other folds as --tag_examples)",
             ["setting", "precision", "recall", "F1"],
             table_rows,
         ),
@@ -777,6 +850,13 @@ def semantic_section(settings: Settings, results: dict[str, Any]) -> None:
             ],
         ),
     )
+
+
+def incremental_section(settings: Settings, results: dict[str, Any]) -> None:
+    """Issue #7: one day added with --incremental vs the new day alone vs a re-run."""
+    from beam_jobs import bench_incremental
+
+    bench_incremental.incremental_section(settings, results)
 
 
 def machine() -> dict[str, Any]:
@@ -845,6 +925,18 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         action="store_true",
         help="Speed runs include embedding + tagging (slow); other sections never do.",
     )
+    parser.add_argument(
+        "--incremental-base-records",
+        type=int,
+        default=50_000,
+        help="Section incremental: records of the base corpus one day is added to.",
+    )
+    parser.add_argument(
+        "--incremental-embed-records",
+        type=int,
+        default=1_000,
+        help="Section incremental: base records of the run with embeddings (0: skip it).",
+    )
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -861,6 +953,8 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         sizes=tuple(sorted(int_list(args.sizes))),
         determinism_records=args.determinism_records,
         with_embeddings=args.with_embeddings,
+        incremental_base_records=args.incremental_base_records,
+        incremental_embed_records=args.incremental_embed_records,
     )
 
 
@@ -901,6 +995,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "determinism": determinism_section,
         "embeddings": embeddings_section,
         "semantic": semantic_section,
+        "incremental": incremental_section,
     }
     for name in SECTIONS:
         if name in settings.sections:

@@ -1,52 +1,193 @@
 """``make bench`` section ``embeddings``: what the model stage costs and how well it tags.
 
-* The whole pipeline (parse, dedup, embed, tag, write) on generated dumps against a plain
-  ``SentenceTransformer.encode`` of the same canonical texts, in the same process, same run.
-* Topic-tag micro precision/recall/F1 on the labelled seed papers (tests/data), when the
-  seed dumps are present.
+* **Pipeline vs plain encode.** The whole pipeline (parse, dedup, embed, tag, write Parquet)
+  on generated dumps against a plain ``SentenceTransformer`` load + ``encode`` of the same
+  canonical texts, in the same process, :data:`PAIRS` times in alternating order (P E, E P)
+  so warm-up and drift of a shared machine fall on both sides. ``sentence_transformers`` is
+  imported before either clock starts (a per-process cost a plain script pays too). The
+  pipeline's model time is the handler's ``inference_ms`` counter; the rest is Beam, parse,
+  dedup, model loads, tagging, semantic merge and Parquet.
+* **Backends.** ``encode`` of the same texts with every installed backend, interleaved,
+  against torch fp32: speed ratio and cosine (min/mean); then one pipeline run with
+  ``--embedding_backend onnx``. Exports go to a fresh cache (export time reported apart).
+* **Tags.** Topic micro precision/recall/F1 on the labelled seed papers: the taxonomy's own
+  settings, zero-shot under 5-fold cross-validation, and few-shot (``--tag_examples``: the
+  other folds as examples) under the same folds, when the seed dumps are present.
 """
 
 from __future__ import annotations
 
+import functools
+import shutil
+import statistics
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from beam_jobs import catalog
 from beam_jobs.pipeline import run as run_pipeline
-from transforms.embed import EmbedConfig, embedding_text
+from transforms.embed import METRICS_NAMESPACE, EmbedConfig, embedding_text
+from transforms.encoders import (
+    BACKENDS,
+    default_cache_dir,
+    ensure_exported,
+    load_encoder,
+    missing_runtime,
+)
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+RECORDS = 1500  # ~1,040 canonical texts: ~40 s of encode, so fixed costs weigh honestly
+PAIRS = 2
+BACKEND_TEXTS = 128
+BACKEND_REPEATS = 2
 
 
-def pipeline_vs_encode(data: Path, output: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    summary = run_pipeline([f"--input={data}/*.txt*", f"--output={output}", "--overwrite"])
-    pipeline_seconds = time.perf_counter() - started
-    assert summary is not None
+def canonical_texts(output: Path) -> list[str]:
     _, rows = catalog.query(
         str(output), "SELECT title, abstract FROM records WHERE is_canonical ORDER BY record_id"
     )
-    from sentence_transformers import SentenceTransformer
-
     config = EmbedConfig()
-    started = time.perf_counter()
-    model = SentenceTransformer(config.model_dir, device="cpu")
-    model.max_seq_length = config.max_seq_length
-    model.encode(
-        [embedding_text(t, a, config.text_template) for t, a in rows],
-        batch_size=config.encode_batch_size,
-        normalize_embeddings=True,
-    )
-    encode_seconds = time.perf_counter() - started
+    return [embedding_text(t, a, config.text_template) for t, a in rows]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall seconds and CPU seconds of this process (all its threads) for one step. CPU time
+    barely moves when other jobs share the cores; wall time does (docs/benchmarks.md)."""
+
+    wall: float
+    cpu: float
+
+
+def timed(step: Callable[[], Any]) -> tuple[Timing, Any]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = step()
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu), value
+
+
+def run_args(data: Path, output: Path, *flags: str) -> list[str]:
+    return [f"--input={data}/*.txt*", f"--output={output}", "--overwrite", "--quiet", *flags]
+
+
+def inference_seconds(summary: dict[str, Any]) -> float:
+    """Model time inside a run (papers, prototypes and tag examples), from its counters."""
+    return summary.get("counters", {}).get(f"{METRICS_NAMESPACE}.inference_ms", 0) / 1000
+
+
+def load_and_encode(
+    texts: list[str], backend: str = "torch", cache_dir: Path | None = None
+) -> None:
+    """Load the model and encode ``texts`` the way the pipeline does."""
+    config = EmbedConfig()
+    model = load_encoder(config.model_dir, backend, config.max_seq_length, cache_dir)
+    model.encode(texts, batch_size=config.encode_batch_size, normalize_embeddings=True)
+
+
+def _median(values: Iterable[float], digits: int = 1) -> float:
+    return round(statistics.median(values), digits)
+
+
+def pipeline_vs_encode(data: Path, output: Path, pairs: int = PAIRS) -> dict[str, Any]:
+    import sentence_transformers  # noqa: F401 - imported before both clocks, see module doc
+
+    pipeline: list[Timing] = []
+    inference: list[float] = []
+    encode: list[Timing] = []
+    summary: dict[str, Any] = {}
+    texts: list[str] = []
+    for pair in range(pairs):
+        for step in ("pipeline", "encode") if pair % 2 == 0 else ("encode", "pipeline"):
+            if step == "pipeline":  # pair 0 runs the pipeline first: texts known after it
+                timing, summary = timed(lambda: run_pipeline(run_args(data, output)))
+                pipeline.append(timing)
+                inference.append(inference_seconds(summary))
+                texts = texts or canonical_texts(output)
+            else:
+                encode.append(timed(functools.partial(load_and_encode, texts))[0])
+    wall_ratios = [p.wall / e.wall for p, e in zip(pipeline, encode, strict=True)]
+    cpu_ratios = [p.cpu / e.cpu for p, e in zip(pipeline, encode, strict=True)]
     return {
         "records": summary["records_parsed"],
-        "canonical_texts": len(rows),
+        "canonical_texts": len(texts),
         "embedded_texts": summary["embedded_texts"],
-        "pipeline_s": round(pipeline_seconds, 1),
-        "encode_s": round(encode_seconds, 1),
-        "ratio": round(pipeline_seconds / encode_seconds, 2),
-        "texts_per_s_encode": round(len(rows) / encode_seconds, 1),
+        "pairs": pairs,
+        "pipeline_s": _median(t.wall for t in pipeline),
+        "pipeline_s_all": [round(t.wall, 1) for t in pipeline],
+        "pipeline_inference_s": _median(inference),
+        "pipeline_other_s": _median(t.wall - i for t, i in zip(pipeline, inference, strict=True)),
+        "encode_s": _median(t.wall for t in encode),
+        "encode_s_all": [round(t.wall, 1) for t in encode],
+        "ratio": _median(wall_ratios, 2),
+        "ratio_min": round(min(wall_ratios), 2),
+        "ratio_max": round(max(wall_ratios), 2),
+        "cpu_ratio": _median(cpu_ratios, 2),
+        "cpu_ratio_all": [round(r, 2) for r in cpu_ratios],
+        "texts_per_s_encode": round(len(texts) / statistics.median(t.wall for t in encode), 1),
+    }
+
+
+def backend_comparison(texts: list[str], cache_dir: Path) -> list[dict[str, Any]]:
+    """Each installed backend against torch fp32 on the same texts (interleaved repeats)."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    config = EmbedConfig()
+    backends = [b for b in BACKENDS if missing_runtime(b) is None]
+    export_s: dict[str, float] = {}
+    encoders: dict[str, Any] = {}
+    for backend in backends:
+        started = time.perf_counter()
+        encoders[backend] = load_encoder(
+            config.model_dir, backend, config.max_seq_length, cache_dir
+        )
+        export_s[backend] = time.perf_counter() - started
+    seconds: dict[str, list[float]] = {b: [] for b in backends}
+    vectors: dict[str, np.ndarray] = {}
+    for repeat in range(BACKEND_REPEATS):
+        for backend in backends if repeat % 2 == 0 else backends[::-1]:
+            model = encoders[backend]
+            model.encode(texts[:8], batch_size=config.encode_batch_size)  # warm-up
+            started = time.perf_counter()
+            vectors[backend] = np.asarray(
+                model.encode(texts, batch_size=config.encode_batch_size, normalize_embeddings=True)
+            )
+            seconds[backend].append(time.perf_counter() - started)
+    rows = []
+    torch_s = statistics.median(seconds["torch"])
+    for backend in backends:
+        cosines = np.sum(vectors[backend] * vectors["torch"], axis=1)
+        median = statistics.median(seconds[backend])
+        rows.append(
+            {
+                "backend": backend,
+                "texts": len(texts),
+                "load_s": round(export_s[backend], 1),
+                "encode_s": round(median, 2),
+                "encode_s_all": [round(s, 2) for s in seconds[backend]],
+                "texts_per_s": round(len(texts) / median, 1),
+                "speedup": round(torch_s / median, 2),
+                "cosine_min": round(float(cosines.min()), 5),
+                "cosine_mean": round(float(cosines.mean()), 5),
+            }
+        )
+    return rows
+
+
+def onnx_pipeline(data: Path, output: Path, torch_pipeline_s: float) -> dict[str, Any] | None:
+    """One pipeline run with ``--embedding_backend onnx`` (export done beforehand, untimed)."""
+    if missing_runtime("onnx") is not None:
+        return None
+    ensure_exported(EmbedConfig().model_dir, default_cache_dir(), quantized=False)
+    argv = run_args(data, output, "--embedding_backend=onnx")
+    timing, summary = timed(lambda: run_pipeline(argv))
+    return {
+        "records": summary["records_parsed"],
+        "embedded_texts": summary["embedded_texts"],
+        "pipeline_s": round(timing.wall, 1),
+        "model_s": round(inference_seconds(summary), 1),
+        "speedup_vs_torch_pipeline": round(torch_pipeline_s / timing.wall, 2),
     }
 
 

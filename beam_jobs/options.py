@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 from transforms.clusters import CANONICAL_POLICIES
 from transforms.dedup import DedupConfig
 from transforms.embed import EmbedConfig
-from transforms.encoders import BACKENDS, missing_runtime
+from transforms.encoders import CLI_BACKENDS, missing_runtime
 from transforms.lsh import DEFAULT_SHARDS
 from transforms.minhash import MinHashConfig
 from transforms.schema import EMBEDDING_DIM
@@ -109,12 +109,11 @@ class DigestflowOptions(PipelineOptions):
         )
         parser.add_argument(
             "--embedding_backend",
-            choices=BACKENDS,
+            choices=CLI_BACKENDS,
             default="torch",
-            help="torch (sentence-transformers), onnx (ONNX Runtime, fp32: same vectors, ~1.8x "
-            "faster on CPU), onnx-int8 (dynamic int8: faster, cosine ~0.994 to torch) or "
-            "openvino; ONNX ones export the model once to ~/.cache/digestflow (needs the 'onnx' "
-            "or 'openvino' extra).",
+            help="torch (sentence-transformers), or the same model exported once to ONNX "
+            "(into ~/.cache/digestflow) and run by onnx (ONNX Runtime) or openvino: same "
+            "vectors, ~2x faster encode on CPU; needs the 'onnx' or 'openvino' extra.",
         )
         parser.add_argument(
             "--text_template",

@@ -73,7 +73,7 @@ def test_embedding_text_joins_title_and_abstract_as_two_sentences():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"backend": "onnx"},
+        {"backend": "tensorflow"},
         {"batch_size": 0},
         {"encode_batch_size": 0},
         {"max_seq_length": 0},

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -16,16 +18,26 @@ from apache_beam.testing.util import assert_that
 
 from transforms.tags import (
     DEFAULT_TAXONOMY,
+    EXAMPLE_KEY,
+    MIN_TAG_EXAMPLES,
+    TagExample,
     TagPapers,
     TaxonomyError,
     assign_topics,
     build_prototypes,
+    build_tag_model,
     calibrate,
     cross_validate,
+    cross_validate_few_shot,
     evaluate_tags,
+    fit_tag_head,
+    label_matrix,
     load_labels,
+    load_tag_examples,
     load_taxonomy,
+    out_of_fold_predictions,
     paper_type_tags,
+    parse_tag_examples,
     parse_taxonomy,
     predict_topics,
     prototype_pairs,
@@ -362,3 +374,176 @@ def test_tag_papers_pipeline(taxonomy, embedder):
     with test_pipeline.TestPipeline(options=options) as pipeline:
         tagged = pipeline | beam.Create(rows) | TagPapers(taxonomy)
         assert_that(tagged, check)
+
+
+# --------------------------------------------------------------------------- tag examples
+
+
+def _example_lines(count: int) -> list[str]:
+    rows = [{"title": "Paper 0", "abstract": "About graphs.", "tags": ["graphs"]}]
+    rows += [
+        {"text": f"Speech {i}", "topics": ["audio-and-speech", "survey"]} for i in range(count)
+    ]
+    return [json.dumps(row) for row in rows[:count]] + [""]
+
+
+def test_parse_tag_examples_accepts_title_abstract_or_text(taxonomy):
+    examples = parse_tag_examples(_example_lines(MIN_TAG_EXAMPLES), taxonomy.names)
+    assert len(examples) == MIN_TAG_EXAMPLES
+    assert examples[0].title == "Paper 0" and examples[0].topics == {"graphs"}
+    assert examples[1].title == "" and examples[1].abstract == "Speech 0"
+    assert examples[1].topics == {"audio-and-speech"}, "paper types are left to the rules"
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["{not json"], "x.jsonl:1: not JSON"),
+        (['{"text": "a", "tags": ["nope"]}'], "x.jsonl:1: unknown tags ['nope']"),
+        (['{"text": "a", "tags": ["survey"]}'], "no topic"),
+        (['{"text": "a", "tags": "graphs"}'], "list of topic names"),
+        (['{"title": "only a title", "tags": ["graphs"]}'], "'text'"),
+        (['{"text": "a", "tags": ["graphs"]}'], f"at least {MIN_TAG_EXAMPLES}"),
+    ],
+)
+def test_parse_tag_examples_names_the_problem(taxonomy, lines, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_tag_examples(lines, taxonomy.names, source="x.jsonl")
+
+
+def test_load_tag_examples_attaches_them_to_the_taxonomy(tmp_path, taxonomy):
+    path = tmp_path / "examples.jsonl"
+    path.write_text("\n".join(_example_lines(12)), encoding="utf-8")
+    with_examples = load_tag_examples(str(path), taxonomy)
+    assert len(with_examples.examples) == 12 and with_examples.topics == taxonomy.topics
+
+
+def _separable(n: int = 60, seed: int = 0):
+    """Vectors whose topic is a direction: label k when component k is large."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.1, size=(n, 4)).astype(np.float32)
+    gold = []
+    for i in range(n):
+        x[i, i % 4] += 1.0
+        gold.append({NAMES[i % 4]})
+    return x, gold
+
+
+def test_ridge_head_learns_labels_out_of_fold():
+    x, gold = _separable()
+    y = label_matrix(gold, NAMES)
+    assert y.sum() == len(gold) and y[1, 1] == 1.0
+    predictions = out_of_fold_predictions(x, y)
+    assert (predictions.argmax(axis=1) == y.argmax(axis=1)).all()
+
+
+def test_fit_tag_head_beats_uninformative_zero_shot_scores():
+    x, gold = _separable()
+    zero = np.zeros((len(x), 4), dtype=np.float32)  # zero-shot knows nothing here
+    head = fit_tag_head(x, gold, zero, NAMES)
+    assert head.active.all()
+    predicted = predict_topics(head.scores(x, zero), NAMES, head.assignment)
+    assert evaluate_tags(predicted, gold)["f1"] == pytest.approx(1.0)
+    cv = cross_validate_few_shot(x, zero, gold, NAMES, folds=3)
+    assert cv["f1"] == pytest.approx(1.0)
+
+
+def test_topics_without_enough_examples_keep_their_zero_shot_score():
+    x, gold = _separable()
+    keep = [i for i, g in enumerate(gold) if g != {"d"}]  # no example of topic d
+    zero = np.random.default_rng(1).uniform(0, 0.3, size=(len(x), 4)).astype(np.float32)
+    head = fit_tag_head(x[keep], [gold[i] for i in keep], zero[keep], NAMES)
+    assert head.active.tolist() == [True, True, True, False]
+    assert head.scores(x, zero)[:, 3] == pytest.approx(zero[:, 3])
+
+
+def test_build_tag_model_trains_a_head_only_with_examples(taxonomy):
+    x, gold = _separable(40)
+    names = taxonomy.names[:4]
+    topics = tuple(t for t in taxonomy.topics if t.name in names)
+    small = dataclasses.replace(taxonomy, topics=topics)
+    rng = np.random.default_rng(2)
+    texts = [(t.name, rng.normal(size=4)) for t in topics for _ in range(3)]
+    assert build_tag_model(texts, small).head is None
+    renamed = [frozenset({names[NAMES.index(next(iter(g)))]}) for g in gold]
+    examples = tuple(TagExample("", f"text {i}", g) for i, g in enumerate(renamed))
+    embedded = texts + [((EXAMPLE_KEY, i), v) for i, v in reversed(list(enumerate(x)))]
+    model = build_tag_model(embedded, dataclasses.replace(small, examples=examples))
+    assert model.head is not None and model.head.weights.shape == (5, 4)
+    with pytest.raises(ValueError, match="39 of 40"):
+        build_tag_model(
+            texts + embedded[len(texts) + 1 :], dataclasses.replace(small, examples=examples)
+        )
+
+
+def test_tag_papers_pipeline_with_examples(taxonomy):
+    """The examples are embedded in the prototype branch and train the head there."""
+    lines = [
+        json.dumps({"title": t, "abstract": a, "tags": [topic]})
+        for topic, pairs in _HANDMADE_EXAMPLES.items()
+        for t, a in pairs
+    ]
+    with_examples = dataclasses.replace(
+        taxonomy, examples=parse_tag_examples(lines, taxonomy.names)
+    )
+    from transforms.embed import SentenceTransformerHandler, embedding_text
+
+    handler = SentenceTransformerHandler()
+    vector = next(
+        iter(
+            handler.run_inference(
+                [
+                    embedding_text(
+                        "Streaming speech recognition", "We transcribe audio with transducers."
+                    )
+                ],
+                handler.load_model(),
+            )
+        )
+    )
+    rows = [("asr", vector, "Streaming speech recognition", "We transcribe audio.", ())]
+
+    def check(outputs):
+        ((key, tags, scores),) = outputs
+        assert key == "asr" and tags[0] == "audio-and-speech"
+        assert [name for name, _ in scores] == list(taxonomy.names)
+
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    with test_pipeline.TestPipeline(options=options) as pipeline:
+        tagged = pipeline | beam.Create(rows) | TagPapers(with_examples)
+        assert_that(tagged, check)
+
+
+_HANDMADE_EXAMPLES = {
+    "audio-and-speech": [
+        ("Neural Speech Synthesis", "A text-to-speech model that generates natural voices."),
+        ("Robust ASR", "Automatic speech recognition under noisy audio conditions."),
+        ("Audio Codecs", "Neural audio compression with residual vector quantization."),
+        ("Speaker Verification", "Embedding voices to verify who is speaking."),
+        ("Music Generation", "Generating music audio from text descriptions."),
+        ("Whisper Fine-tuning", "Adapting a speech recognizer to low-resource languages."),
+    ],
+    "graphs": [
+        ("Graph Attention", "Attention over the neighbours of each node in a graph."),
+        ("Link Prediction", "Predicting missing edges in knowledge graphs."),
+        ("Molecule GNNs", "Message passing neural networks for molecular property prediction."),
+        ("Graph Transformers", "Positional encodings for transformers on graphs."),
+        ("Node Classification", "Semi-supervised node classification on citation networks."),
+        ("Graph Pooling", "Hierarchical pooling of graph neural network representations."),
+    ],
+}
+
+
+def test_tag_examples_option(tmp_path):
+    from beam_jobs.options import DigestflowOptions, UserError
+    from beam_jobs.options import taxonomy as taxonomy_option
+
+    def parse(*flags):
+        return PipelineOptions(list(flags)).view_as(DigestflowOptions)
+
+    assert taxonomy_option(parse()).examples == ()
+    with pytest.raises(UserError, match="--tag_examples"):
+        taxonomy_option(parse(f"--tag_examples={tmp_path / 'missing.jsonl'}"))
+    path = tmp_path / "examples.jsonl"
+    path.write_text("\n".join(_example_lines(10)), encoding="utf-8")
+    assert len(taxonomy_option(parse(f"--tag_examples={path}")).examples) == 10

