@@ -43,12 +43,24 @@ def tokens(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-# Memoized: the parser hashes this text and, in the same fused stage, the deduplicator
-# signs it; recomputing the tokens of every record was a measured cost of the dedup path.
-@functools.lru_cache(maxsize=2048)
 def normalized_text(title: str, abstract: str) -> str:
     """Title and abstract reduced to their tokens; equal strings mean exact duplicates."""
+    if len(title) + len(abstract) > _MEMO_MAX_CHARS:
+        return _normalized_text(title, abstract)
+    return _recently_normalized(title, abstract)
+
+
+# The parser hashes a record's normalized text and, in the same fused stage and right after,
+# the deduplicator signs it: a few recent results save recomputing every record's tokens (a
+# measured cost of the dedup path). Small and bounded: at most 32 texts of <= 16k chars.
+_MEMO_MAX_CHARS = 1 << 14
+
+
+def _normalized_text(title: str, abstract: str) -> str:
     return " ".join(tokens(title)) + "\n" + " ".join(tokens(abstract))
+
+
+_recently_normalized = functools.lru_cache(maxsize=32)(_normalized_text)
 
 
 def content_hash(title: str, abstract: str) -> str:
