@@ -180,7 +180,15 @@ def input_glob(directory: Path) -> str:
 
 
 def pipeline_argv(inputs: Path, output: Path, *flags: str, embeddings: bool = False) -> list[str]:
-    argv = ["--input", input_glob(inputs), "--output", str(output), "--overwrite", *flags]
+    argv = [
+        "--input",
+        input_glob(inputs),
+        "--output",
+        str(output),
+        "--overwrite",
+        "--quiet",
+        *flags,
+    ]
     return argv if embeddings else argv + list(DEDUP_ONLY)
 
 
