@@ -43,7 +43,7 @@ from transforms.dedup import ClusterDuplicates, DedupConfig
 from transforms.embed import EmbedConfig
 from transforms.enrich import EmbedAndTagPapers
 from transforms.previous import ReadPreviousVersion
-from transforms.read import NAMESPACE, ParseDigests, ReadDigests
+from transforms.read import NAMESPACE, ParseDigests, ReadDigests, counted
 from transforms.schema import (
     CLUSTERS_SCHEMA,
     DEAD_LETTER_SCHEMA,
@@ -125,7 +125,7 @@ def build_pipeline(
             )
         )
     rows = rows | "CountRowsWritten" >> beam.Map(
-        _counted, Metrics.counter(NAMESPACE, "rows_written")
+        counted, Metrics.counter(NAMESPACE, "rows_written")
     )
     rows | "WriteRecords" >> WriteParquetTable(
         table_dir(output, "records"), schema, temp_dir(output, "records"), shards
@@ -140,11 +140,6 @@ def build_pipeline(
         table_dir(output, "inputs"), INPUTS_SCHEMA, temp_dir(output, "inputs"), 1
     )
     return PipelineOutputs(parsed.records, parsed.dead_letters, rows, clusters)
-
-
-def _counted(element: Any, counter: Any) -> Any:
-    counter.inc()
-    return element
 
 
 def table_dir(output: str, table: str) -> str:
@@ -274,14 +269,7 @@ def finalize_output(root: str) -> None:
 
 def counters(result: Any) -> dict[str, int]:
     """Counters of our namespaces, committed values where the runner has them."""
-    values: dict[str, int] = {}
-    for counter in result.metrics().query(MetricsFilter())["counters"]:
-        name = counter.key.metric.name
-        namespace = counter.key.metric.namespace
-        value = counter.committed if counter.committed is not None else counter.attempted
-        key = name if namespace == NAMESPACE else f"{namespace}.{name}"
-        values[key] = values.get(key, 0) + int(value or 0)
-    return values
+    return progress.counter_values(result.metrics().query(MetricsFilter())["counters"])
 
 
 def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, Any]:

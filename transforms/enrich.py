@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.embed import EmbedConfig, embedding_text
 from transforms.previous import EmbedUnseenTexts
-from transforms.read import NAMESPACE
+from transforms.read import NAMESPACE, counted
 from transforms.semantic import Merge, RevisionMerges, SemanticConfig, candidate, merged_row
 from transforms.tags import TagPapers, Taxonomy
 
@@ -68,7 +68,7 @@ class EmbedAndTagPapers(beam.PTransform):
             | "EmbedUnseenTexts" >> EmbedUnseenTexts(self._config, self._known_embeddings)
         )
         _ = embedded.failures | "CountEmbeddingFailures" >> beam.Map(
-            _counted, Metrics.counter(NAMESPACE, "embedding_failures")
+            counted, Metrics.counter(NAMESPACE, "embedding_failures")
         )
         with_embeddings = {
             "row": canonicals | "CanonicalByCluster" >> beam.Map(lambda r: (r["cluster_id"], r)),
@@ -106,14 +106,9 @@ class EmbedAndTagPapers(beam.PTransform):
             joined
             | "JoinEnrichment" >> beam.CoGroupByKey()
             | "EnrichRows" >> beam.FlatMap(_enrich)
-            | "CountEnrichedRows" >> beam.Map(_counted, Metrics.counter(NAMESPACE, "rows_enriched"))
+            | "CountEnrichedRows" >> beam.Map(counted, Metrics.counter(NAMESPACE, "rows_enriched"))
         )
         return EnrichedPapers(enriched, merges, embedded.by_text)
-
-
-def _counted(element: Any, counter) -> Any:
-    counter.inc()
-    return element
 
 
 def _tag_input(element) -> Iterator[tuple]:

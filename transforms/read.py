@@ -150,6 +150,12 @@ class ParseDigestFileFn(beam.DoFn):
         return beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
 
 
+def counted(element: Any, counter: Any) -> Any:
+    """``beam.Map(counted, Metrics.counter(...))``: count elements passing by."""
+    counter.inc()
+    return element
+
+
 def _unread_file(source_file: str) -> dict[str, Any]:
     return {
         "source_file": source_file,
