@@ -174,14 +174,22 @@ def _largest_bucket(texts: list[str]) -> int:
     return max(buckets.values())
 
 
+# Peak RSS is this process's own VmHWM: getrusage's ru_maxrss survives exec on Linux, so a
+# child forked from a big pytest process (the whole suite, the model loaded) reports the
+# parent's size as its own peak.
 MEASURE = """
-import json, resource, sys
+import json, sys
 import psutil
 from beam_jobs.pipeline import run
+
+def vm_hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+
 baseline = psutil.Process().memory_info().rss
 summary = run(sys.argv[1:])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"baseline": baseline, "peak": peak, "summary": summary}))
+print(json.dumps({"baseline": baseline, "peak": vm_hwm(), "summary": summary}))
 """
 
 
