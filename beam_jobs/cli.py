@@ -15,8 +15,8 @@ from typing import TextIO
 
 import duckdb
 
-from beam_jobs import catalog, pipeline
-from beam_jobs.options import UserError
+from beam_jobs import catalog
+from beam_jobs.errors import UserError
 from beam_jobs.synthetic import GeneratorConfig, generate
 
 MAX_CELL = 60
@@ -214,6 +214,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from beam_jobs import pipeline  # imports Beam's ML stack (torch): only when needed
+
     version = pipeline.publish_translated_run(args.dir)
     print(f"{args.dir}: version {version} published; digestflow sql/report can read it")
     return 0
@@ -241,6 +243,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(beam_argv: list[str]) -> int:
+    from beam_jobs import pipeline  # imports Beam's ML stack (torch): only when needed
+
     summary = pipeline.run(beam_argv)
     if summary is None:
         print("pipeline translated (dry run or template), nothing executed here")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
+from beam_jobs.errors import UserError  # noqa: F401 - re-exported as beam_jobs.options.UserError
 from transforms.clusters import CANONICAL_POLICIES
 from transforms.dedup import DedupConfig
 from transforms.embed import EmbedConfig
@@ -24,10 +25,6 @@ from transforms.schema import EMBEDDING_DIM
 from transforms.semantic import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
 from transforms.semantic import SemanticConfig
 from transforms.tags import Taxonomy, load_tag_examples, load_taxonomy
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad option, no input, output exists): one clear message."""
 
 
 class DigestflowOptions(PipelineOptions):
