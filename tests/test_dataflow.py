@@ -329,6 +329,7 @@ VALID = {
     "lsh_shards": ["256", "4096"],
     "semantic_threshold": ["0.82", "off", "0", "1"],
     "max_seq_length": ["256"],
+    "embedding_backend": ["torch", "onnx", "openvino"],
     "sdk_container_image": [
         "us-central1-docker.pkg.dev/p/digestflow/digestflow:abc1234",
         "gcr.io/p/digestflow@sha256:" + "a" * 64,
@@ -346,6 +347,7 @@ INVALID = {
     "lsh_shards": ["0", "-1", "x"],
     "semantic_threshold": ["1.5", "-0.5", "on", ""],
     "max_seq_length": ["0", "x"],
+    "embedding_backend": ["onnx-int8", "Torch", ""],
     "sdk_container_image": ["", "digestflow image"],
 }
 
