@@ -261,8 +261,8 @@ def finalize_output(root: str) -> None:
         directory = table_dir(root, name)
         layout.delete_dir(temp_dir(root, name))
         if not FileSystems.match([FileSystems.join(directory, "*.parquet")])[0].metadata_list:
-            if not is_remote(directory):
-                FileSystems.mkdirs(directory) if not FileSystems.exists(directory) else None
+            if not is_remote(directory) and not FileSystems.exists(directory):
+                FileSystems.mkdirs(directory)
             with FileSystems.create(FileSystems.join(directory, "part-empty.parquet")) as fh:
                 pq.write_table(schema.empty_table(), fh)
 

@@ -52,18 +52,8 @@ def embedding_key(text: str) -> str:
 
 def records_of_table(table: pa.Table) -> Iterator[Record]:
     """The Records of a batch of ``records`` rows."""
-    columns = table.to_pydict()
-    for i in range(table.num_rows):
-        yield Record(
-            record_id=columns["record_id"][i],
-            source_file=columns["source_file"][i],
-            record_index=columns["record_index"][i],
-            digest_date=columns["digest_date"][i],
-            title=columns["title"][i],
-            abstract=columns["abstract"][i],
-            content_hash=columns["content_hash"][i],
-            code_urls=tuple(columns["code_urls"][i] or ()),
-        )
+    for row in table.to_pylist():
+        yield Record.of_row(row)
 
 
 def embeddings_of_table(table: pa.Table) -> Iterator[tuple[str, np.ndarray]]:

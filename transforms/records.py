@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 EXCERPT_CHARS = 200
 
@@ -36,6 +38,20 @@ class Record:
     abstract: str
     content_hash: str
     code_urls: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> Record:
+        """The Record behind a ``records`` table row (extra columns are ignored)."""
+        return cls(
+            record_id=row["record_id"],
+            source_file=row["source_file"],
+            record_index=row["record_index"],
+            digest_date=row["digest_date"],
+            title=row["title"],
+            abstract=row["abstract"],
+            content_hash=row["content_hash"],
+            code_urls=tuple(row["code_urls"] or ()),
+        )
 
 
 @dataclass(frozen=True)

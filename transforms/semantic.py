@@ -194,16 +194,7 @@ def merge_group(members: Iterable[Candidate], threshold: float) -> list[Merge]:
 
 def candidate(row: Mapping[str, Any], embedding: np.ndarray, policy: str) -> Candidate:
     """The candidate of a canonical records-table row (its names, rank and embedding)."""
-    record = Record(
-        record_id=row["record_id"],
-        source_file=row["source_file"],
-        record_index=row["record_index"],
-        digest_date=row["digest_date"],
-        title=row["title"],
-        abstract=row["abstract"],
-        content_hash=row["content_hash"],
-        code_urls=tuple(row["code_urls"]),
-    )
+    record = Record.of_row(row)
     return Candidate(
         cluster_id=row["cluster_id"],
         rank=canonical_sort_key(policy)(record),
