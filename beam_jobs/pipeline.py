@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 
-from beam_jobs import layout, progress, update
+from beam_jobs import carry, layout, progress, update
 from beam_jobs.options import (
     DigestflowOptions,
     UserError,
@@ -42,12 +42,14 @@ from beam_jobs.options import (
 from transforms.dedup import ClusterDuplicates, DedupConfig
 from transforms.embed import EmbedConfig
 from transforms.enrich import EmbedAndTagPapers
-from transforms.previous import ReadPreviousVersion
+from transforms.previous import ReadPreviousVersion, SkipJoinedCopies, UpdateSources
 from transforms.read import NAMESPACE, ParseDigests, ReadDigests, counted
 from transforms.schema import (
     CLUSTERS_SCHEMA,
     DEAD_LETTER_SCHEMA,
     INPUTS_SCHEMA,
+    LSH_BANDS_SCHEMA,
+    PAPER_NAMES_SCHEMA,
     TABLES,
     embeddings_schema,
     records_schema,
@@ -82,24 +84,32 @@ def build_pipeline(
     embed: EmbedConfig | None = None,
     topics: Taxonomy | None = None,
     semantic: SemanticConfig | None = None,
-    previous: str | None = None,
+    previous: UpdateSources | None = None,
 ) -> PipelineOutputs:
     """Wire the job. ``semantic`` (merging revisions of one paper by embedding) needs
     ``embed``; it then rewrites the affected rows and the clusters table. ``previous`` (the
-    root of an earlier version, for ``--incremental``) adds that version's records, dead letters
-    and inputs, and its embeddings for reuse (see :mod:`beam_jobs.update`)."""
+    root of an earlier version, and what to read of it, for ``--incremental``) adds the
+    records of its affected part and its embeddings for reuse, and skips new records the
+    plan joined to known clusters; the rest is copied beside the pipeline (see
+    :mod:`beam_jobs.update`)."""
     parsed = p | "ReadDigests" >> ReadDigests(inputs) | "ParseDigests" >> ParseDigests(digest_year)
     records, input_rows = parsed.records, parsed.input_files
     dead_letter_rows = parsed.dead_letters | "DeadLetterRows" >> beam.Map(dataclasses.asdict)
     known_embeddings = None
     if previous is not None:
-        old = p | "ReadPreviousVersion" >> ReadPreviousVersion(previous, embed is not None)
+        if previous.plan is not None:
+            records = records | "SkipJoinedCopies" >> SkipJoinedCopies(previous.plan)
+        old = p | "ReadPreviousVersion" >> ReadPreviousVersion(
+            previous.root, previous.part_records, embed is not None
+        )
         records = (old.records, records) | "AllRecords" >> beam.Flatten()
-        dead_letter_rows = (old.dead_letters, dead_letter_rows) | "AllDeadLetters" >> beam.Flatten()
-        input_rows = (old.inputs, input_rows) | "AllInputs" >> beam.Flatten()
-        known_embeddings = old.embeddings
+        known_embeddings = old.embedding_tables
     clustered = records | "ClusterDuplicates" >> ClusterDuplicates(dedup)
     rows, clusters = clustered.rows, clustered.clusters
+    if clustered.text_bands is not None:
+        clustered.text_bands | "WriteLshBands" >> WriteParquetTable(
+            table_dir(output, "lsh_bands"), LSH_BANDS_SCHEMA, temp_dir(output, "lsh_bands"), 1
+        )
     schema = records_schema()
     if embed is not None:
         papers = rows | "EmbedAndTagPapers" >> EmbedAndTagPapers(
@@ -112,8 +122,15 @@ def build_pipeline(
             )
         dim = embedding_dim(embed.model_dir)
         schema = records_schema(dim)
+        if papers.names is not None:
+            papers.names | "WritePaperNames" >> WriteParquetTable(
+                table_dir(output, "paper_names"),
+                PAPER_NAMES_SCHEMA,
+                temp_dir(output, "paper_names"),
+                shards,
+            )
         (
-            papers.text_embeddings
+            papers.fresh_embeddings
             | "EmbeddingRows"
             >> beam.MapTuple(lambda key, vector: {"text_key": key, "embedding": vector})
             | "WriteEmbeddings"
@@ -272,25 +289,39 @@ def counters(result: Any) -> dict[str, int]:
     return progress.counter_values(result.metrics().query(MetricsFilter())["counters"])
 
 
-def summarize(found: dict[str, int], output: str, seconds: float) -> dict[str, Any]:
+def summarize(
+    found: dict[str, int], output: str, seconds: float, copied: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The run summary. ``copied``: rows an update copied unchanged, per table."""
     dead_by_reason = {
         key.split(".", 1)[1]: value
         for key, value in sorted(found.items())
         if key.startswith("dead_letters.")
     }
     parsed = found.get("records_parsed", 0)
-    carried = found.get("records_carried", 0)  # from the previous version (--incremental)
-    written = found.get("rows_written", 0)  # counted on the way into the records writer
+    copied_records = (copied or {}).get("records", 0)
+    # from the previous version (--incremental): clustered again, or copied as they were
+    reclustered = found.get("records_reclustered", 0)
+    carried = reclustered + copied_records
+    joined = (copied or {}).get("joined_copies", 0)  # rows of copies joined by the plan
+    # counted on the way into the records writer, plus the rows written beside it
+    written = found.get("rows_written", 0) + copied_records + joined
     return {
         "output": output,
         "files_matched": found.get("files_matched", 0),
         "records_parsed": parsed,
         "records_carried": carried,
+        "records_reclustered": reclustered,
+        "records_copied": copied_records,
+        "records_joined_known": joined,
         "rows_written": written,
         "dead_lettered": found.get("dead_letters", 0),
         "dead_letters_by_reason": dead_by_reason,
-        # clusters found lexically, less those a semantic merge absorbed into another
-        "clusters": found.get("clusters", 0) - found.get("semantic.merged_clusters", 0),
+        # clusters found lexically, less those a semantic merge absorbed into another, plus
+        # (an update) the clusters it copied unchanged
+        "clusters": found.get("clusters", 0)
+        - found.get("semantic.merged_clusters", 0)
+        + (copied or {}).get("clusters", 0),
         "semantic_merges": found.get("semantic.merged_clusters", 0),
         "embedded_texts": found.get("embedded_texts", 0),
         "embedding_failures": found.get("embedding_failures", 0),
@@ -370,10 +401,23 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     check_offline_locations(options)
     check_inputs(ours.input)
     settings = update.run_settings(config, embed, ours.digest_year)
+    started = time.monotonic()
     plan = plan_run(ours, settings, dry_run)
     if not plan.inputs:
         return unchanged_summary(ours.output, plan)
-    started = time.monotonic()
+    # An update plans the part it clusters again while the graph is built, and copies the
+    # rest while the job runs (beam_jobs.carry); its DoFns read the plan from a file.
+    background = previous = None
+    if plan.previous is not None:
+        request = carry.UpdateRequest(
+            plan.previous, plan.root, tuple(plan.inputs), config, semantic, ours.digest_year
+        )
+        background = carry.BackgroundUpdate(request).start()
+        previous = UpdateSources(plan.previous, [background.part_records], background.plan_file)
+        if semantic is not None:
+            semantic = dataclasses.replace(semantic, update_part=background.plan_file)
+    # Live counters on stderr while the job runs (--quiet silences them).
+    reporter = progress.Reporter.for_options(options, executes=not dry_run)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(
         pipeline,
@@ -385,18 +429,24 @@ def run(argv: list[str]) -> dict[str, Any] | None:
         embed=embed,
         topics=topics,
         semantic=semantic,
-        previous=plan.previous,
+        previous=previous,
     )
-    # Live counters on stderr while the job runs (--quiet silences them).
-    reporter = progress.Reporter.for_options(options, executes=not dry_run)
-    result = reporter.run(pipeline)
-    if dry_run:
-        return None
-    result.wait_until_finish()
-    summary = summarize(counters(result), ours.output, time.monotonic() - started)
+    try:
+        part = background.wait_planned() if background is not None else None
+        result = reporter.run(pipeline)
+        if dry_run:
+            return None
+        result.wait_until_finish()
+        copied = background.finish() if background is not None else None
+    except BaseException:
+        if background is not None:
+            background.abandon()
+        raise
+    summary = summarize(counters(result), ours.output, time.monotonic() - started, copied)
     summary["version"] = plan.version
     if ours.incremental:
         summary["files_skipped_already_ingested"] = plan.skipped
+        summary["update_part"] = part
     commit(ours.output, plan, summary, settings)
     logging.getLogger(__name__).info("run summary: %s", summary)
     reporter.finish(summary)

@@ -3,9 +3,18 @@
 An update writes version N+1 beside version N and then switches the manifest (see
 :mod:`beam_jobs.layout`), so a failed or killed update leaves version N in place and readers
 never see a mix. Version N+1 is what one full run over every dump ingested so far would
-write: the previous records are re-clustered with the new ones (records are read back
-from Parquet, never re-parsed), and texts embedded before are never embedded again
-(:class:`transforms.previous.EmbedUnseenTexts`).
+write, at the cost of the new records and the part of the corpus they reach:
+
+1. :func:`plan_update` picks the dumps not ingested yet (by content hash);
+2. :func:`affected_by` parses and signs them here and looks them up in version N's update
+   index (``lsh_bands``, ``paper_names``) to find the old clusters they can change
+   (:func:`transforms.affected.affected_part`, exact);
+3. the pipeline clusters the new records with those clusters' records (read back from
+   Parquet, never re-parsed); texts embedded before are never embedded again
+   (:class:`transforms.previous.EmbedUnseenTexts`);
+4. meanwhile every other row of version N is copied (:mod:`beam_jobs.carry`).
+
+A version written before the index existed is clustered again whole (once).
 
 A dump is identified by the SHA-256 of its stored bytes: a dump already ingested (under
 any name) is skipped, so re-adding a day changes nothing.
@@ -14,17 +23,37 @@ any name) is skipped, so re-adding a day changes nothing.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs import layout
 from beam_jobs.options import UserError
+from transforms.affected import (
+    ROLE_COLUMNS,
+    Affected,
+    JoinedCopy,
+    NewTexts,
+    PreviousIndex,
+    affected_part,
+    joined_copies,
+)
 from transforms.dedup import DedupConfig
 from transforms.embed import EmbedConfig
+from transforms.lines import decompressed, parse_stream
+from transforms.minhash import MinHasher, band_hashes
+from transforms.parse import file_context
+from transforms.read import modified_year
+from transforms.records import Record
+from transforms.semantic import SemanticConfig, paper_names
+from transforms.text import normalized_text
 
 HASH_CHUNK = 1 << 20
 
@@ -192,3 +221,102 @@ def _size(path: str) -> int:
 def _matched_paths(patterns: list[str]) -> list[str]:
     paths = {m.path for result in FileSystems.match(patterns) for m in result.metadata_list}
     return sorted(paths)
+
+
+# ------------------------------------------------------------------ the affected part
+
+
+def affected_by(
+    previous_root: str,
+    new_files: list[str],
+    dedup: DedupConfig,
+    semantic: SemanticConfig | None,
+    digest_year: int | None = None,
+) -> tuple[Affected, list[JoinedCopy]]:
+    """The part of the version at ``previous_root`` that ``new_files`` can change, and the
+    new records that join a known cluster directly (see :mod:`transforms.affected`); all of
+    the version (and no direct joins) when it has no update index."""
+    index = read_index(previous_root, dedup, semantic is not None)
+    if index is None:
+        return Affected.all(), []
+    records = list(_new_records(new_files, digest_year))
+    joined = joined_copies(records, index.records, dedup.canonical_policy)
+    joined_ids = {j.record.record_id for j in joined}
+    seeds = [r for r in records if r.record_id not in joined_ids]
+    bands: dict[str, np.ndarray] = {}
+    if dedup.near_duplicates:
+        known = set(pc.unique(index.text_hashes).to_pylist())
+        unseen = {r.content_hash: r for r in seeds if r.content_hash not in known}
+        bands = _band_hashes(list(unseen.values()), dedup)
+    names = [paper_names(r.title, r.abstract) for r in seeds] if semantic else []
+    max_bucket = semantic.max_bucket if semantic is not None else None
+    hashes = [r.content_hash for r in seeds]
+    part = affected_part(index, NewTexts(hashes, bands, names), max_bucket)
+    # a copy whose cluster is clustered again anyway goes through the pipeline with it
+    joined = [j for j in joined if j.cluster_id not in part.cluster_ids]
+    return replace(part, joined=frozenset(j.record.record_id for j in joined)), joined
+
+
+def read_index(root: str, dedup: DedupConfig, semantic: bool) -> PreviousIndex | None:
+    """Version ``root``'s update index, or None when it has none (written by an older
+    digestflow, or without the table a setting needs)."""
+    if not layout.dir_exists(FileSystems.join(root, "lsh_bands")):
+        return None
+    if semantic and not layout.dir_exists(FileSystems.join(root, "paper_names")):
+        return None
+    longest = dedup.canonical_policy == "longest"
+    records = _read(root, "records", [*ROLE_COLUMNS, "abstract"] if longest else ROLE_COLUMNS)
+    if longest:
+        length = pc.utf8_length(records.column("abstract"))
+        records = records.drop_columns(["abstract"]).append_column("abstract_length", length)
+    bands_table = _read(root, "lsh_bands", None)
+    band_count = dedup.minhash.lsh_params[0]
+    flat = pc.list_flatten(bands_table.column("band_hashes")).to_numpy(zero_copy_only=False)
+    bands = flat.astype(np.uint64).reshape(-1, band_count)
+    if len(bands) != bands_table.num_rows:
+        return None  # written with other LSH parameters: the settings check said otherwise
+    names = _read(root, "paper_names", None) if semantic else None
+    return PreviousIndex(
+        records=records,
+        text_hashes=bands_table.column("content_hash").combine_chunks(),
+        bands=bands,
+        names=names,
+    )
+
+
+def _read(root: str, table: str, columns: list[str] | None) -> pa.Table:
+    pattern = FileSystems.join(root, table, "*.parquet")
+    parts = []
+    for metadata in sorted(FileSystems.match([pattern])[0].metadata_list, key=lambda m: m.path):
+        with FileSystems.open(metadata.path) as fh:
+            parts.append(pq.read_table(fh, columns=columns))
+    return pa.concat_tables(parts) if parts else pa.table({})
+
+
+def _new_records(paths: list[str], digest_year: int | None) -> Iterator[Record]:
+    """The records of the new dumps, exactly as the pipeline parses them (same dates: the
+    year rule reads the file's modification time too). A dump that cannot be opened here
+    is left to the pipeline, which dead-letters it."""
+    for path in paths:
+        try:
+            metadata = FileSystems.match([path])[0].metadata_list[0]
+            raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        except Exception:  # noqa: BLE001, S112 - the pipeline dead-letters an unreadable dump
+            continue
+        ctx = file_context(path, modified_year(metadata.last_updated_in_seconds), digest_year)
+        with raw:
+            try:
+                stream = decompressed(raw, path)
+            except Exception:  # noqa: BLE001, S112 - dead-lettered by the pipeline
+                continue
+            with stream:
+                yield from (item for item in parse_stream(stream, ctx) if isinstance(item, Record))
+
+
+def _band_hashes(records: list[Record], dedup: DedupConfig) -> dict[str, np.ndarray]:
+    if not records:
+        return {}
+    hasher = MinHasher(dedup.minhash)
+    tokens = [normalized_text(r.title, r.abstract).split() for r in records]
+    hashes = band_hashes(hasher.signatures(tokens), *dedup.minhash.lsh_params)
+    return {r.content_hash: row for r, row in zip(records, hashes, strict=True)}

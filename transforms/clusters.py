@@ -22,6 +22,7 @@ SimilarityFn = Callable[[str, str], float]
 
 EXACT = "exact"
 NEAR = "near"
+SEMANTIC = "semantic"  # a former canonical that a semantic merge moved (transforms.semantic)
 
 
 def _date_key(record: Record, newest_first: bool = False) -> tuple[bool, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -29,10 +30,17 @@ from transforms.clusters import (
     record_row,
 )
 from transforms.components import ConnectedComponents
-from transforms.lsh import DEFAULT_SHARDS, LshCandidatePairs, SignTexts, VerifiedSimilarPairs
+from transforms.lsh import (
+    DEFAULT_SHARDS,
+    LshCandidatePairs,
+    SignTexts,
+    TextBandRows,
+    VerifiedSimilarPairs,
+)
 from transforms.minhash import MinHashConfig, MinHasher, estimated_jaccard
 from transforms.read import NAMESPACE
 from transforms.records import Record
+from transforms.schema import LSH_BANDS_SCHEMA
 from transforms.text import normalized_text
 
 CLUSTERS = "clusters"
@@ -133,15 +141,25 @@ def _members_and_signatures(
     return records, signatures
 
 
+class Clustered(NamedTuple):
+    """``rows``: records-table rows; ``clusters``: clusters-table rows; ``text_bands``: Arrow
+    batches of ``lsh_bands`` rows (None without near-duplicate detection)."""
+
+    rows: beam.PCollection
+    clusters: beam.PCollection
+    text_bands: beam.PCollection | None
+
+
 class ClusterDuplicates(beam.PTransform):
-    """Records -> ``result.rows`` (records table rows) and ``result.clusters``."""
+    """Records -> :class:`Clustered` (records and clusters table rows, and the LSH index)."""
 
     def __init__(self, config: DedupConfig | None = None) -> None:
         super().__init__()
         self._config = config or DedupConfig()
 
-    def expand(self, records: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, records: beam.PCollection) -> Clustered:
         by_text = records | "KeyByText" >> beam.Map(lambda r: (r.content_hash, r))
+        text_bands = None
         if not self._config.near_duplicates:
             groups = by_text | "GroupCandidates" >> beam.GroupByKey()
         else:
@@ -150,16 +168,27 @@ class ClusterDuplicates(beam.PTransform):
             # is already a complete candidate group after the label join.
             linked = found.linked | "GroupCandidates" >> beam.GroupByKey()
             groups = (found.alone, linked) | "AllCandidateGroups" >> beam.Flatten()
-        return groups | "AssignClusters" >> beam.ParDo(AssignClustersFn(self._config)).with_outputs(
-            CLUSTERS, main=ROWS
-        )
+            text_bands = found.text_bands
+        assigned = groups | "AssignClusters" >> beam.ParDo(
+            AssignClustersFn(self._config)
+        ).with_outputs(CLUSTERS, main=ROWS)
+        return Clustered(assigned[ROWS], assigned[CLUSTERS], text_bands)
+
+
+class NearDuplicates(NamedTuple):
+    """See :class:`NearDuplicateGroups`."""
+
+    alone: beam.PCollection
+    linked: beam.PCollection
+    text_bands: beam.PCollection
 
 
 class NearDuplicateGroups(beam.PTransform):
-    """(content_hash, record) -> ``result.alone``: (content_hash, records) for texts similar
-    to no other text (complete candidate groups), and ``result.linked``: (component label,
-    (record, packed signature of its text)) for the rest, to be grouped by label. The
-    signatures ride along so the group's similarities need no second signing.
+    """(content_hash, record) -> :class:`NearDuplicates`: ``alone``: (content_hash, records)
+    for texts similar to no other text (complete candidate groups), ``linked``: (component
+    label, (record, packed signature of its text)) for the rest, to be grouped by label (the
+    signatures ride along so the group's similarities need no second signing), and
+    ``text_bands``: every distinct text's LSH band hashes (the ``lsh_bands`` table).
 
     Distinct texts are signed once, bucketed by LSH bands, candidate pairs verified against
     the threshold, and linked into connected components; the label is the smallest
@@ -170,7 +199,7 @@ class NearDuplicateGroups(beam.PTransform):
         super().__init__()
         self._config = config
 
-    def expand(self, by_text: beam.PCollection) -> beam.PCollection:
+    def expand(self, by_text: beam.PCollection) -> NearDuplicates:
         cfg = self._config
         signatures = (
             by_text
@@ -191,7 +220,7 @@ class NearDuplicateGroups(beam.PTransform):
             | "Edges" >> beam.Map(lambda pair: (pair[0], pair[1]))
             | "ConnectedComponents" >> ConnectedComponents(rounds=cfg.component_rounds)
         )
-        return (
+        split = (
             {
                 "records": by_text,
                 "label": labels,
@@ -202,6 +231,10 @@ class NearDuplicateGroups(beam.PTransform):
             | "JoinGroupLabels" >> beam.CoGroupByKey()
             | "SplitByLink" >> beam.FlatMap(_split_by_link).with_outputs(LINKED, main=ALONE)
         )
+        text_bands = signatures | "TextBandRows" >> TextBandRows(
+            *cfg.minhash.lsh_params, LSH_BANDS_SCHEMA
+        )
+        return NearDuplicates(split[ALONE], split[LINKED], text_bands)
 
 
 def _any_one(values: Iterable[bytes]) -> bytes:

@@ -22,18 +22,27 @@ from apache_beam.metrics import Metrics
 from transforms.embed import EmbedConfig, embedding_text
 from transforms.previous import EmbedUnseenTexts
 from transforms.read import NAMESPACE, counted
-from transforms.semantic import Merge, RevisionMerges, SemanticConfig, candidate, merged_row
+from transforms.semantic import (
+    Merge,
+    RevisionMerges,
+    SemanticConfig,
+    candidate,
+    merged_row,
+    names_row,
+)
 from transforms.tags import TagPapers, Taxonomy
 
 
 class EnrichedPapers(NamedTuple):
     """``rows``: records-table rows with embedding and tags (and merged clusters applied);
     ``merges``: (absorbed cluster_id, Merge), or None without semantic merging;
-    ``text_embeddings``: every embedded text's vector by text key."""
+    ``fresh_embeddings``: (text key, vector) of every text this run sent to the model;
+    ``names``: ``paper_names`` rows of every record (None without merging)."""
 
     rows: beam.PCollection
     merges: beam.PCollection | None
-    text_embeddings: beam.PCollection  # (text key, vector): the ``embeddings`` table
+    fresh_embeddings: beam.PCollection
+    names: beam.PCollection | None
 
 
 class EmbedAndTagPapers(beam.PTransform):
@@ -85,14 +94,13 @@ class EmbedAndTagPapers(beam.PTransform):
             "embedding": embedded.embeddings,
             "tags": tagged,
         }
-        merges = None
+        merges = names = None
         if self._semantic is not None:
             policy = self._semantic.canonical_policy
-            merges = (
-                with_embeddings
-                | "MergeCandidates" >> beam.FlatMap(_merge_candidates, policy)
-                | "RevisionMerges" >> RevisionMerges(self._semantic)
+            candidates = with_embeddings | "MergeCandidates" >> beam.FlatMap(
+                _merge_candidates, policy
             )
+            merges = candidates | "RevisionMerges" >> RevisionMerges(self._semantic)
             joined["merge"] = (
                 {
                     "merge": merges
@@ -108,7 +116,9 @@ class EmbedAndTagPapers(beam.PTransform):
             | "EnrichRows" >> beam.FlatMap(_enrich)
             | "CountEnrichedRows" >> beam.Map(counted, Metrics.counter(NAMESPACE, "rows_enriched"))
         )
-        return EnrichedPapers(enriched, merges, embedded.by_text)
+        if self._semantic is not None:
+            names = enriched | "NameRows" >> beam.Map(names_row)
+        return EnrichedPapers(enriched, merges, embedded.fresh, names)
 
 
 def _tag_input(element) -> Iterator[tuple]:

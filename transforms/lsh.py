@@ -36,6 +36,7 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from transforms.minhash import (
@@ -271,6 +272,36 @@ def shared_buckets(entry_lists: Iterable[ShardEntries]) -> Iterator[tuple[Bucket
     for start, end in zip(starts[shared].tolist(), ends[shared].tolist(), strict=True):
         key = (int(band[start]), int(band_hash[start]))
         yield key, [nodes[i] for i in order[start:end].tolist()]
+
+
+def band_rows(
+    batch: Sequence[tuple[str, Signature]], bands: int, rows: int, schema: pa.Schema
+) -> pa.RecordBatch:
+    """The ``lsh_bands`` rows (node id, its band hashes) of a batch of signatures."""
+    hashes = band_hashes(np.stack([as_signature(sig) for _, sig in batch]), bands, rows)
+    offsets = np.arange(0, hashes.size + 1, bands, dtype=np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(hashes.ravel()))
+    return pa.RecordBatch.from_arrays(
+        [pa.array([node_id for node_id, _ in batch], pa.string()), lists], schema=schema
+    )
+
+
+class TextBandRows(beam.PTransform):
+    """(node_id, signature) -> Arrow batches of ``lsh_bands`` rows (``schema``): the index an
+    update looks new texts up in, written a batch at a time (no per-text element cost)."""
+
+    def __init__(self, bands: int, rows: int, schema: pa.Schema) -> None:
+        super().__init__()
+        self.bands, self.rows = _checked_banding(bands, rows)
+        self.schema = schema
+
+    def expand(self, signatures):
+        bands, rows, schema = self.bands, self.rows, self.schema
+        return (
+            signatures
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4096)
+            | "BandRows" >> beam.Map(band_rows, bands, rows, schema)
+        )
 
 
 class _ShardEntries(beam.DoFn):

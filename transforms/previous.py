@@ -1,36 +1,39 @@
 """Read the current version of an output back into a pipeline, for ``--incremental``.
 
-An update re-clusters the records of the previous version together with the new ones (so
-the result equals one full run over every dump ingested so far), but it never parses an
-old dump again and never embeds a text twice: the previous version's canonical
-embeddings come back keyed by the hash of the text they embed.
+An update clusters the new records together with the part of the previous version they
+reach (:mod:`transforms.affected`); the rest of that version is copied as it is
+(:mod:`beam_jobs.carry`). Old records are read back from Parquet, never
+re-parsed, and a text embedded before is never embedded again: the previous version's
+``embeddings`` table maps the hash of every embedded text to its vector.
 
-    root ─┬─ records/     ─ ReadRecordTables    ─ RecordsOfRows     -> Record
-          ├─ embeddings/  ─ ReadEmbeddingTables ─ KnownEmbeddings   -> (text key, vector)
-          ├─ dead_letter/ ─ ReadDeadLetters                         -> dead letter rows
-          └─ inputs/      ─ ReadInputs                              -> input rows
+    root ─┬─ records/     ─ ReadRecordTables ─ RecordsOfRows (the affected part) -> Record
+          └─ embeddings/  ─ ReadEmbeddingTables                -> Arrow tables of vectors
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.parquetio import ReadFromParquet, ReadFromParquetBatched
 from apache_beam.metrics import Metrics
 
+from transforms.affected import Affected, AffectedSource, resolve
 from transforms.embed import (
     EmbedConfig,
     EmbedTexts,
 )
 from transforms.read import NAMESPACE
 from transforms.records import Record
+from transforms.schema import RECORDS_SCHEMA
 
 # The record columns a Record is rebuilt from (everything clustering looks at).
 RECORD_COLUMNS = [
@@ -56,9 +59,14 @@ def records_of_table(table: pa.Table) -> Iterator[Record]:
         yield Record.of_row(row)
 
 
-def embeddings_of_table(table: pa.Table) -> Iterator[tuple[str, np.ndarray]]:
-    """(text key, vector) of a batch of ``embeddings`` rows; the vectors come out of the
-    Arrow buffer as one float32 matrix, not as Python lists."""
+def embeddings_of_table(
+    table: pa.Table, wanted: Iterable[str] | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(text key, vector) of a batch of ``embeddings`` rows (only keys in ``wanted``, if
+    given); the vectors come out of the Arrow buffer as one float32 matrix, not as lists."""
+    if wanted is not None:
+        keys = pa.array(sorted(set(wanted)), pa.string())
+        table = table.filter(pc.is_in(table.column("text_key"), value_set=keys))
     if table.num_rows == 0:
         return
     embedding = table.column("embedding").combine_chunks()
@@ -68,67 +76,144 @@ def embeddings_of_table(table: pa.Table) -> Iterator[tuple[str, np.ndarray]]:
         yield key, vector.astype(np.float32, copy=True)
 
 
+def affected_rows(table: pa.Table, affected: Affected) -> pa.Table:
+    """The rows of a ``records`` table that belong to the affected part."""
+    if affected.everything:
+        return table
+    clusters = pa.array(sorted(affected.cluster_ids), pa.string())
+    return table.filter(pc.is_in(table.column("cluster_id"), value_set=clusters))
+
+
 def _counted_records(table: pa.Table, counter) -> Iterator[Record]:
     for record in records_of_table(table):
         counter.inc()
         yield record
 
 
+@dataclass(frozen=True)
+class UpdateSources:
+    """What an update's pipeline reads besides the new dumps: the previous version
+    (``root``), the records it clusters again (``part_records`` files; None: all of the
+    version's), and the plan (:class:`transforms.affected.Affected`, or the path of its
+    file) naming the new records that joined a known cluster without the pipeline."""
+
+    root: str
+    part_records: list[str] | None = None
+    plan: AffectedSource | None = None
+
+
+class _SkipJoinedFn(beam.DoFn):
+    def __init__(self, plan: AffectedSource) -> None:
+        self._plan = plan
+        self._joined_counter = Metrics.counter(NAMESPACE, "records_joined_known")
+
+    def setup(self) -> None:
+        self._joined = resolve(self._plan).joined
+
+    def process(self, record: Record) -> Iterator[Record]:
+        if record.record_id in self._joined:
+            self._joined_counter.inc()
+        else:
+            yield record
+
+
+class SkipJoinedCopies(beam.PTransform):
+    """New Records -> those the update's plan did not join to a known cluster directly
+    (the planner writes those rows; counter ``records_joined_known``)."""
+
+    def __init__(self, plan: AffectedSource) -> None:
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return records | "Skip" >> beam.ParDo(_SkipJoinedFn(self._plan))
+
+
 class PreviousVersion(NamedTuple):
-    records: beam.PCollection
-    embeddings: beam.PCollection
-    dead_letters: beam.PCollection
-    inputs: beam.PCollection
+    records: beam.PCollection  # Records of the affected part
+    embedding_tables: beam.PCollection | None  # Arrow tables of the ``embeddings`` table
 
 
 class ReadPreviousVersion(beam.PTransform):
-    """A version directory -> :class:`PreviousVersion` (records, known embeddings, dead
-    letter rows, input rows). ``with_embeddings=False``: no embeddings are read back."""
+    """A version directory -> :class:`PreviousVersion`: the Records to cluster again
+    (counter ``records_reclustered``) and the known embeddings (unless
+    ``with_embeddings=False``), as Arrow tables for :class:`EmbedUnseenTexts` to pick from.
 
-    def __init__(self, root: str, with_embeddings: bool = True) -> None:
+    ``part_records``: files holding the records of the affected part (an update's planner
+    writes them, see :func:`write_part_records`; they need not exist before the job runs);
+    default: every record of the version.
+    """
+
+    def __init__(
+        self, root: str, part_records: list[str] | None = None, with_embeddings: bool = True
+    ) -> None:
         super().__init__()
         self._root = root
+        self._part_records = part_records
         self._with_embeddings = with_embeddings
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> PreviousVersion:
-        carried = Metrics.counter(NAMESPACE, "records_carried")
+        files = self._part_records
+        if files is None:
+            files = self._files("records")
         records = (
             pbegin
-            | "ReadRecordTables"
+            | "RecordFiles" >> beam.Create(files)
             # Without the embedding column: pyarrow (25) cannot read back a fixed-size list
             # holding nulls (rows whose embedding failed), and clustering does not need it.
-            >> ReadFromParquetBatched(self._glob("records"), columns=RECORD_COLUMNS)
-            | "RecordsOfRows" >> beam.FlatMap(_counted_records, carried)
+            | "ReadRecordTables" >> beam.Map(read_parquet_file, RECORD_COLUMNS)
+            | "RecordsOfRows"
+            >> beam.FlatMap(_counted_records, Metrics.counter(NAMESPACE, "records_reclustered"))
         )
+        embeddings = None
         if self._with_embeddings:
             embeddings = (
                 pbegin
-                | "ReadEmbeddingTables" >> ReadFromParquetBatched(self._glob("embeddings"))
-                | "KnownEmbeddings" >> beam.FlatMap(embeddings_of_table)
+                | "EmbeddingFiles" >> beam.Create(self._files("embeddings"))
+                | "ReadEmbeddingTables" >> beam.Map(read_parquet_file)
             )
-        else:
-            embeddings = pbegin | "NoEmbeddings" >> beam.Create([])
-        return PreviousVersion(
-            records=records,
-            embeddings=embeddings,
-            dead_letters=pbegin | "ReadDeadLetters" >> ReadFromParquet(self._glob("dead_letter")),
-            inputs=pbegin | "ReadInputs" >> ReadFromParquet(self._glob("inputs")),
-        )
+        return PreviousVersion(records=records, embedding_tables=embeddings)
 
-    def _glob(self, table: str) -> str:
-        return FileSystems.join(self._root, table, "*.parquet")
+    def _files(self, table: str) -> list[str]:
+        """The table's files, listed when the job is built (an update plans locally): one
+        element each, read whole (a previous version's files are row-group sized)."""
+        pattern = FileSystems.join(self._root, table, "*.parquet")
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def read_parquet_file(path: str, columns: list[str] | None = None) -> pa.Table:
+    with FileSystems.open(path) as fh:
+        return pq.read_table(fh, columns=columns)
+
+
+def write_part_records(root: str, affected: Affected, path: str) -> int:
+    """Write the records of version ``root`` that belong to the ``affected`` part (the
+    columns :class:`ReadPreviousVersion` reads) to one Parquet file; returns how many."""
+    pattern = FileSystems.join(root, "records", "*.parquet")
+    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    tables = [
+        affected_rows(read_parquet_file(p, [*RECORD_COLUMNS, "cluster_id"]), affected)
+        for p in paths
+    ]
+    if tables:
+        part = pa.concat_tables(tables).select(RECORD_COLUMNS)
+    else:
+        part = pa.schema([RECORDS_SCHEMA.field(name) for name in RECORD_COLUMNS]).empty_table()
+    with FileSystems.create(path) as fh:
+        pq.write_table(part, fh)
+    return part.num_rows
 
 
 REUSE = "reuse"
 
 
 class EmbeddedTexts(NamedTuple):
-    """``embeddings``: (cluster_id, vector); ``by_text``: (text key, vector) of every text
-    embedded or reused (the ``embeddings`` table, what a later update reuses);
-    ``failures``: (cluster_id, error message)."""
+    """``embeddings``: (cluster_id, vector); ``fresh``: (text key, vector) of every text
+    this run sent to the model (added to the ``embeddings`` table, what a later update
+    reuses); ``failures``: (cluster_id, error message)."""
 
     embeddings: beam.PCollection
-    by_text: beam.PCollection
+    fresh: beam.PCollection
     failures: beam.PCollection
 
 
@@ -147,9 +232,11 @@ def _reuse_or_embed(element, reused_counter, embedded_counter) -> Iterator:
 
 
 class EmbedUnseenTexts(beam.PTransform):
-    """(cluster_id, text) -> :class:`EmbeddedTexts`: texts whose embedding ``known``
-    ((text key, vector), see :func:`embedding_key`) already holds are not embedded again.
-    Counters ``embedded_texts`` (sent to the model) and ``embeddings_reused``.
+    """(cluster_id, text) -> :class:`EmbeddedTexts`: texts whose embedding is in ``known``
+    (Arrow tables of the ``embeddings`` table, keyed by :func:`embedding_key`) are not
+    embedded again. Counters ``embedded_texts`` (sent to the model) and ``embeddings_reused``.
+    Only the vectors of the texts at hand leave the known tables (a side input of their
+    keys filters each table), not the whole table.
 
     Two canonicals never share a text (equal texts are exact duplicates, one cluster), so
     a text is embedded at most once per run, and never again by a later update.
@@ -162,12 +249,15 @@ class EmbedUnseenTexts(beam.PTransform):
 
     def expand(self, texts: beam.PCollection) -> EmbeddedTexts:
         pipeline = texts.pipeline
-        known = self._known
-        if known is None:
+        wanted = texts | "KeyByText" >> beam.Map(lambda kv: (embedding_key(kv[1]), kv))
+        if self._known is None:
             known = pipeline | "NoKnownEmbeddings" >> beam.Create([])
+        else:
+            keys = beam.pvalue.AsList(wanted | "WantedKeys" >> beam.Keys())
+            known = self._known | "KnownEmbeddings" >> beam.FlatMap(embeddings_of_table, keys)
         split = (
             {
-                "want": texts | "KeyByText" >> beam.Map(lambda kv: (embedding_key(kv[1]), kv)),
+                "want": wanted,
                 "known": known,
             }
             | "JoinKnownEmbeddings" >> beam.CoGroupByKey()
@@ -182,6 +272,6 @@ class EmbedUnseenTexts(beam.PTransform):
         both = (split[REUSE], fresh.embeddings) | "AllEmbeddings" >> beam.Flatten()
         return EmbeddedTexts(
             embeddings=both | "ByCluster" >> beam.Map(lambda kv: (kv[0][0], kv[1])),
-            by_text=both | "ByText" >> beam.Map(lambda kv: (kv[0][1], kv[1])),
+            fresh=fresh.embeddings | "ByText" >> beam.Map(lambda kv: (kv[0][1], kv[1])),
             failures=fresh.failures | "FailedCluster" >> beam.Map(lambda kv: (kv[0][0], kv[1])),
         )

@@ -100,7 +100,7 @@ class ParseDigestFileFn(beam.DoFn):
     def process(self, readable_file: fileio.ReadableFile) -> Iterator:
         metadata = readable_file.metadata
         ctx = file_context(
-            metadata.path, _year(metadata.last_updated_in_seconds), self._digest_year
+            metadata.path, modified_year(metadata.last_updated_in_seconds), self._digest_year
         )
         self._files.inc()
         try:
@@ -166,7 +166,8 @@ def _unread_file(source_file: str) -> dict[str, Any]:
     }
 
 
-def _year(seconds: float | None) -> int | None:
+def modified_year(seconds: float | None) -> int | None:
+    """The year of a file's last modification (the date rule's last resort)."""
     if not seconds:
         return None
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).year

@@ -121,7 +121,40 @@ def embeddings_schema(embedding_dim: int = EMBEDDING_DIM) -> pa.Schema:
     )
 
 
+# The update index: what ``--incremental`` reads instead of re-signing and re-naming the
+# corpus (see beam_jobs/update.py). Written by every run; an update carries the rows of the
+# texts and canonicals it did not touch.
+LSH_BAND_FIELDS: list[pa.Field] = [
+    _field("content_hash", pa.string(), "A distinct text (records.content_hash).", False),
+    _field(
+        "band_hashes",
+        pa.list_(pa.uint64()),
+        "64-bit hash of each LSH band of its MinHash signature (transforms.minhash."
+        "band_hashes): two texts share an LSH bucket when one of these is equal at the same "
+        "position.",
+        False,
+    ),
+]
+
+PAPER_NAME_FIELDS: list[pa.Field] = [
+    _field("record_id", pa.string(), "A record (written with semantic merging on).", False),
+    _field(
+        "names",
+        pa.list_(pa.string()),
+        "What its text names (transforms.semantic.paper_names): the merge's blocking keys.",
+        False,
+    ),
+    _field(
+        "candidate",
+        pa.bool_(),
+        "It took part in the merge: a lexical cluster's canonical with an embedding.",
+        False,
+    ),
+]
+
 RECORDS_SCHEMA = records_schema()
+LSH_BANDS_SCHEMA = pa.schema(LSH_BAND_FIELDS)
+PAPER_NAMES_SCHEMA = pa.schema(PAPER_NAME_FIELDS)
 DEAD_LETTER_SCHEMA = pa.schema(DEAD_LETTER_FIELDS)
 CLUSTERS_SCHEMA = pa.schema(CLUSTER_FIELDS)
 INPUTS_SCHEMA = pa.schema(INPUT_FIELDS)
@@ -132,6 +165,8 @@ TABLES: dict[str, pa.Schema] = {
     "dead_letter": DEAD_LETTER_SCHEMA,
     "inputs": INPUTS_SCHEMA,
     "embeddings": embeddings_schema(),
+    "lsh_bands": LSH_BANDS_SCHEMA,
+    "paper_names": PAPER_NAMES_SCHEMA,
 }
 
 

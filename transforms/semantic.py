@@ -48,13 +48,13 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from transforms.clusters import canonical_sort_key
+from transforms.affected import AffectedSource, resolve
+from transforms.clusters import SEMANTIC, canonical_sort_key
 from transforms.components import ConnectedComponents
 from transforms.records import Record
 from transforms.text import tokens
 
 NAMESPACE = "semantic"
-SEMANTIC = "semantic"  # the dup_kind of a former canonical merged by this stage
 
 # Measured in `make bench` (section semantic): among pairs that share a name, distinct seed
 # papers reach cosine 0.812 and true revisions start at 0.833; 0.82 is the midpoint.
@@ -73,6 +73,10 @@ class SemanticConfig:
     canonical_policy: str = "earliest"
     max_bucket: int = DEFAULT_MAX_BUCKET
     component_rounds: int = 8
+    # An update re-merges only part of the corpus (transforms.affected): names that
+    # canonicals outside that part already hold more than max_bucket times are skipped
+    # whatever their bucket holds here. The part, or the path of its plan file.
+    update_part: AffectedSource | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -139,6 +143,22 @@ def paper_names(title: str, abstract: str) -> frozenset[str]:
     if title_tokens:
         names.add(TITLE_NAME_PREFIX + " ".join(title_tokens))
     return frozenset(names)
+
+
+def names_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``paper_names`` row of an enriched records-table row: what an update blocks new
+    canonicals against without reading the texts of the corpus again."""
+    was_canonical = row["is_canonical"] or row["dup_kind"] == SEMANTIC
+    candidate = bool(was_canonical and row["embedding"] is not None)
+    return names_row_of(row["record_id"], row["title"], row["abstract"], candidate)
+
+
+def names_row_of(record_id: str, title: str, abstract: str, candidate: bool) -> dict[str, Any]:
+    return {
+        "record_id": record_id,
+        "names": sorted(paper_names(title, abstract)),
+        "candidate": candidate,
+    }
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -251,20 +271,28 @@ class _VerifyBucket(beam.DoFn):
     """(name, candidates) -> accepted pairs (a, b) of the bucket; buckets over the cap are
     skipped (a term that many canonicals name does not identify one paper)."""
 
-    def __init__(self, threshold: float, max_bucket: int) -> None:
+    def __init__(
+        self, threshold: float, max_bucket: int, update_part: AffectedSource | None = None
+    ) -> None:
         self._threshold = threshold
         self._max_bucket = max_bucket
+        self._update_part = update_part
+        self._skip_names: frozenset[str] = frozenset()
         self._buckets = Metrics.counter(NAMESPACE, "buckets")
         self._skipped = Metrics.counter(NAMESPACE, "skipped_buckets")
         self._accepted = Metrics.counter(NAMESPACE, "accepted_pairs")
         self._pairs = Metrics.counter(NAMESPACE, "verified_pairs")
 
+    def setup(self) -> None:
+        if self._update_part is not None:
+            self._skip_names = resolve(self._update_part).skip_names
+
     def process(self, element: tuple[str, Iterable[Candidate]]) -> Iterator[tuple[str, str]]:
-        _, members = element
+        name, members = element
         found = list(itertools.islice(members, self._max_bucket + 1))
         if len(found) < 2:
             return
-        if len(found) > self._max_bucket:
+        if len(found) > self._max_bucket or name in self._skip_names:
             self._skipped.inc()
             return
         self._buckets.inc()
@@ -316,7 +344,8 @@ class RevisionMerges(beam.PTransform):
             candidates
             | "NameKeys" >> beam.FlatMap(_name_keys)
             | "GroupByName" >> beam.GroupByKey()
-            | "VerifyBuckets" >> beam.ParDo(_VerifyBucket(cfg.threshold, cfg.max_bucket))
+            | "VerifyBuckets"
+            >> beam.ParDo(_VerifyBucket(cfg.threshold, cfg.max_bucket, cfg.update_part))
             | "DistinctEdges" >> beam.Distinct()
             | "ConnectedComponents" >> ConnectedComponents(rounds=cfg.component_rounds)
         )

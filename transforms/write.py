@@ -32,10 +32,16 @@ class ParquetSink(fileio.FileSink):
         self._writer = pq.ParquetWriter(fh, self._schema, compression="zstd")
         self._rows, self._batches, self._buffered = [], [], 0
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._rows.append(record)
-        if len(self._rows) >= ARROW_BATCH_ROWS:
+    def write(self, record: dict[str, Any] | pa.RecordBatch) -> None:
+        """One row, or a whole Arrow batch of rows (written as it is, no per-row cost)."""
+        if isinstance(record, pa.RecordBatch):
             self._to_batch()
+            self._batches.append(record)
+            self._buffered += record.num_rows
+        else:
+            self._rows.append(record)
+            if len(self._rows) >= ARROW_BATCH_ROWS:
+                self._to_batch()
         if self._buffered >= self._rows_per_row_group:
             self._write_row_group()
 
@@ -61,7 +67,8 @@ class ParquetSink(fileio.FileSink):
 
 
 class WriteParquetTable(beam.PTransform):
-    """Rows -> ``directory/part-*.parquet`` conforming to ``schema``."""
+    """Rows (dicts, or ``pa.RecordBatch`` es of ``schema``) -> ``directory/part-*.parquet``
+    conforming to ``schema``."""
 
     def __init__(
         self,

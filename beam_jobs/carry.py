@@ -1,0 +1,444 @@
+"""Plan an update and copy what it did not touch, beside the pipeline.
+
+An update (``--incremental``) clusters only the affected part of the corpus
+(:mod:`transforms.affected`); every other row of the previous version is still right and is
+copied here, table by table, while the pipeline runs (:class:`BackgroundUpdate`):
+
+* ``records``, ``clusters``: rows of clusters outside the affected part;
+* ``lsh_bands``: texts outside it; ``paper_names``: records outside it;
+* ``embeddings``, ``dead_letter``, ``inputs``: everything (the pipeline adds the new rows).
+
+Files are staged under ``ROOT/_carried/`` and moved into the tables when the pipeline has
+finished (the pipeline's own writers create the table directories meanwhile).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs import layout
+from transforms.affected import Affected, JoinedCopy, grown_cluster, joined_row
+from transforms.dedup import DedupConfig
+from transforms.previous import write_part_records
+from transforms.schema import ROWS_PER_ROW_GROUP, TABLES, to_table
+from transforms.semantic import SemanticConfig, names_row_of
+
+STAGING = "_carried"
+PLAN_FILE = "update_plan.json"  # the affected part, kept in the version for inspection
+COPIED_WHOLE = ("embeddings", "dead_letter", "inputs")
+# table -> the column whose value decides whether a row belongs to the affected part
+FILTERED_BY = {
+    "records": "cluster_id",
+    "clusters": "cluster_id",
+    "lsh_bands": "content_hash",
+    "paper_names": "record_id",
+}
+
+
+def excluded_values(table: str, affected: Affected) -> frozenset[str]:
+    """The values of ``FILTERED_BY[table]`` whose rows the update writes anew."""
+    if table in ("records", "clusters"):
+        return affected.cluster_ids
+    if table == "lsh_bands":
+        return affected.content_hashes
+    return affected.record_ids
+
+
+def without(table: pa.Table, column: str, values: frozenset[str]) -> pa.Table:
+    """``table`` less the rows whose ``column`` is in ``values``."""
+    if not values or table.num_rows == 0:
+        return table
+    value_set = pa.array(sorted(values), pa.string())
+    return table.filter(pc.invert(pc.is_in(table.column(column), value_set=value_set)))
+
+
+def read_records_file(path: str) -> pa.Table:
+    """A ``records`` file as a table of its own schema.
+
+    pyarrow (25) cannot read back a fixed-size list column holding nulls (the embedding of
+    a --no_embeddings run, or of a text whose embedding failed). A column with no vector at
+    all (the Parquet statistics say so) is rebuilt as nulls; otherwise the file is read
+    through DuckDB, which returns a variable list, rebuilt here as the fixed-size list of
+    the file's schema (pyarrow's own cast of a mostly-null column costs ~0.6 s per 50k rows).
+    """
+    with FileSystems.open(path) as fh:
+        parquet = pq.ParquetFile(fh)
+        schema = parquet.schema_arrow
+        vectorless = [f.name for f in schema if _fixed_size_list(f) and _all_null(parquet, f.name)]
+        if len(vectorless) == sum(1 for f in schema if _fixed_size_list(f)):
+            columns = [f.name for f in schema if f.name not in vectorless]
+            table = parquet.read(columns=columns)
+            nulls = {name: pa.nulls(table.num_rows, schema.field(name).type) for name in vectorless}
+            arrays = [nulls[f.name] if f.name in nulls else table.column(f.name) for f in schema]
+            return pa.Table.from_arrays(arrays, schema=schema)
+    with _local_copy(path) as local:
+        connection = duckdb.connect(config={"threads": 1})  # it runs beside the pipeline
+        try:
+            relation = connection.sql(f"SELECT * FROM read_parquet('{_quoted(local)}')")
+            table = relation.to_arrow_table()
+        finally:
+            connection.close()
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if pa.types.is_fixed_size_list(field.type):
+            columns.append(_fixed_size(column, field.type))
+        else:
+            columns.append(column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _fixed_size_list(field: pa.Field) -> bool:
+    return pa.types.is_fixed_size_list(field.type)
+
+
+def _all_null(parquet: pq.ParquetFile, column: str) -> bool:
+    """Whether no row of ``column`` (a list column) holds a value, by the file's statistics."""
+    metadata = parquet.metadata
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            if chunk.path_in_schema.split(".")[0] != column:
+                continue
+            stats = chunk.statistics
+            if stats is None or not stats.has_null_count or stats.null_count != chunk.num_values:
+                return False
+    return True
+
+
+def _fixed_size(column: pa.ChunkedArray, type_: pa.FixedSizeListType) -> pa.Array:
+    array = column.combine_chunks()
+    if array.null_count == len(array):
+        return pa.nulls(len(array), type_)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    values = np.zeros((len(array), type_.list_size), dtype=np.float32)
+    flat = pc.list_flatten(array).to_numpy(zero_copy_only=False)
+    values[valid] = flat.reshape(-1, type_.list_size)
+    mask = pa.array(~valid) if array.null_count else None
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), type=type_, mask=mask)
+
+
+def _quoted(path: str) -> str:
+    return path.replace("'", "''")
+
+
+class _local_copy:
+    """A local path for ``path`` (remote files are downloaded to a temporary file)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._temp: str | None = None
+
+    def __enter__(self) -> str:
+        if not layout.is_remote(self._path):
+            return self._path
+        handle, self._temp = tempfile.mkstemp(suffix=".parquet")
+        with os.fdopen(handle, "wb") as out, FileSystems.open(self._path) as source:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+        return self._temp
+
+    def __exit__(self, *exc: object) -> None:
+        if self._temp is not None:
+            os.unlink(self._temp)
+
+
+def _read_schema(path: str) -> pa.Schema:
+    with FileSystems.open(path) as fh:
+        return pq.read_schema(fh)
+
+
+def _read_table(path: str) -> pa.Table:
+    with FileSystems.open(path) as fh:
+        return pq.read_table(fh)
+
+
+def _write(table: pa.Table, path: str) -> None:
+    with FileSystems.create(path) as fh:
+        pq.write_table(table, fh, compression="zstd", row_group_size=ROWS_PER_ROW_GROUP)
+
+
+def _files(root: str, table: str) -> list[str]:
+    pattern = FileSystems.join(root, table, "*.parquet")
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def carry_table(
+    previous_root: str,
+    staging: str,
+    table: str,
+    affected: Affected,
+    joined: Sequence[JoinedCopy] = (),
+) -> int:
+    """Copy one table's unaffected rows into ``staging/table/``, with the rows the
+    ``joined`` copies add or change; returns the rows carried from the previous version
+    (a grown cluster counts, a joined copy's own row does not)."""
+    copied = 0
+    target = FileSystems.join(staging, table)
+    if not layout.is_remote(target):
+        os.makedirs(target, exist_ok=True)
+    additions = _Additions(table, joined)
+    for index, path in enumerate(_files(previous_root, table)):
+        destination = FileSystems.join(target, f"carried-{index:05d}.parquet")
+        if table in COPIED_WHOLE:
+            FileSystems.copy([path], [destination])
+            continue
+        if affected.everything:
+            continue
+        read: Callable[[str], pa.Table] = read_records_file if table == "records" else _read_table
+        rows = without(read(path), FILTERED_BY[table], excluded_values(table, affected))
+        rows = additions.take(rows)
+        if rows.num_rows:
+            _write(rows, destination)
+            copied += rows.num_rows
+    added = additions.rows()
+    if added is not None and added.num_rows:
+        _write(added, FileSystems.join(target, "joined-00000.parquet"))
+        if table == "clusters":  # old clusters, grown: still carried
+            copied += added.num_rows
+    return copied
+
+
+class _Additions:
+    """What joined copies (:func:`transforms.affected.joined_copies`) do to a table:
+    ``records`` gains their rows (vector and tags taken from a row of their cluster),
+    ``clusters`` grows theirs, ``paper_names`` gains their names."""
+
+    def __init__(self, table: str, joined: Sequence[JoinedCopy]) -> None:
+        self._table = table
+        self._joined = list(joined) if table in ("records", "clusters", "paper_names") else []
+        self._templates: dict[str, dict] = {}
+        self._schema: pa.Schema | None = None
+
+    def take(self, rows: pa.Table) -> pa.Table:
+        """Note what ``rows`` (unaffected rows of one file) give the joined copies, and
+        return the rows to copy (clusters rows that grew are taken out: :meth:`rows`
+        writes them)."""
+        if not self._joined:
+            return rows
+        self._schema = rows.schema
+        if self._table == "records":
+            wanted = {j.template for j in self._joined}
+            for row in _rows_with(rows, "record_id", wanted).to_pylist():
+                self._templates[row["record_id"]] = row
+            return rows
+        if self._table == "clusters":
+            grown = {j.cluster_id for j in self._joined}
+            for row in _rows_with(rows, "cluster_id", grown).to_pylist():
+                self._templates[row["cluster_id"]] = row
+            return without(rows, "cluster_id", frozenset(grown))
+        return rows
+
+    def rows(self) -> pa.Table | None:
+        if not self._joined or self._schema is None:
+            return None
+        if self._table == "records":
+            found = [
+                joined_row(j, self._templates[j.template])
+                for j in self._joined
+                if j.template in self._templates
+            ]
+        elif self._table == "clusters":
+            dates: dict[str, list] = {}
+            for j in self._joined:
+                dates.setdefault(j.cluster_id, []).append(j.record.digest_date)
+            found = [
+                grown_cluster(self._templates[cluster], cluster_dates)
+                for cluster, cluster_dates in sorted(dates.items())
+                if cluster in self._templates
+            ]
+        else:
+            found = [
+                names_row_of(j.record.record_id, j.record.title, j.record.abstract, False)
+                for j in self._joined
+            ]
+        return to_table(found, self._schema)
+
+
+def _rows_with(table: pa.Table, column: str, values: set[str]) -> pa.Table:
+    value_set = pa.array(sorted(values), pa.string())
+    return table.filter(pc.is_in(table.column(column), value_set=value_set))
+
+
+def carry_tables(
+    previous_root: str, staging: str, affected: Affected, joined: Sequence[JoinedCopy] = ()
+) -> dict[str, int]:
+    """:func:`carry_table` for every table; ``joined_copies``: the joined copies written."""
+    copied = {
+        table: carry_table(previous_root, staging, table, affected, joined) for table in TABLES
+    }
+    copied["joined_copies"] = len(joined)
+    return copied
+
+
+class _Queue:
+    """The thread fallback's channel, with a Pipe's send/recv."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue()
+
+    def send(self, message: object) -> None:
+        self._queue.put(message)
+
+    def recv(self) -> object:
+        return self._queue.get()
+
+    def close(self) -> None:
+        pass
+
+
+def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> None:
+    """The background half of an update: plan the affected part, write it where the
+    pipeline's DoFns read it, report, then copy everything else."""
+    if in_child:
+        # One core, at a lower priority: the copy must not slow the pipeline down (the
+        # update's time is the pipeline's), and has until the pipeline ends to finish.
+        pa.set_cpu_count(1)
+        pa.set_io_thread_count(1)
+        os.nice(10)
+    try:
+        affected, joined = request.plan()
+        with FileSystems.create(request.plan_file) as fh:
+            fh.write(affected.to_json().encode())
+        write_part_records(request.previous_root, affected, request.part_records)
+        channel.send(("planned", affected.sizes()))
+        copied = carry_tables(request.previous_root, request.staging, affected, joined)
+        channel.send(("copied", copied))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        try:
+            channel.send(("error", error))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            channel.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+    finally:
+        channel.close()
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    """What the background half of an update needs (picklable, and cheap to fork with)."""
+
+    previous_root: str
+    root: str
+    new_files: tuple[str, ...]
+    dedup: DedupConfig
+    semantic: SemanticConfig | None
+    digest_year: int | None
+
+    @property
+    def plan_file(self) -> str:
+        return FileSystems.join(self.root, PLAN_FILE)
+
+    @property
+    def part_records(self) -> str:
+        """The records the pipeline clusters again (removed when the copy is moved in)."""
+        return FileSystems.join(self.root, STAGING, "part-records.parquet")
+
+    @property
+    def staging(self) -> str:
+        return FileSystems.join(self.root, STAGING)
+
+    def plan(self) -> tuple[Affected, list[JoinedCopy]]:
+        from beam_jobs import update  # noqa: PLC0415 - update imports the pipeline options
+
+        return update.affected_by(
+            self.previous_root, list(self.new_files), self.dedup, self.semantic, self.digest_year
+        )
+
+
+class BackgroundUpdate:
+    """The part of an update that runs beside the pipeline, in a forked process where the
+    platform has ``fork`` (else in a thread): planning the affected part
+    (:func:`beam_jobs.update.affected_by`) while the job graph is built, then copying what
+    it does not touch while the job runs. Both are Arrow, Parquet and Python work that would
+    otherwise add to the update's time, or compete with the in-process pipeline for the GIL.
+
+    The plan reaches the pipeline as a file (``plan_file``): its DoFns read it in
+    ``setup()``, so the graph can be built before the plan exists. Call
+    :meth:`wait_planned` before running the job, :meth:`finish` after it.
+    """
+
+    def __init__(self, request: UpdateRequest) -> None:
+        self.request = request
+        self.plan_file = request.plan_file
+        self.part_records = request.part_records
+        self._channel = None
+        self._worker: threading.Thread | multiprocessing.process.BaseProcess | None = None
+
+    def start(self) -> BackgroundUpdate:
+        if "fork" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("fork")
+            receiver, sender = context.Pipe(duplex=False)
+            self._channel = receiver
+            self._worker = context.Process(
+                target=_plan_and_carry, args=(sender, self.request, True), daemon=True
+            )
+            self._worker.start()
+            sender.close()
+        else:
+            self._channel = _Queue()
+            self._worker = threading.Thread(
+                target=_plan_and_carry, args=(self._channel, self.request), daemon=True
+            )
+            self._worker.start()
+        return self
+
+    def _receive(self, expected: str) -> object:
+        try:
+            kind, value = self._channel.recv()
+        except EOFError:
+            kind, value = "error", RuntimeError("the update's background process died")
+        if kind == "error":
+            self._join()
+            raise value
+        assert kind == expected, (kind, expected)
+        return value
+
+    def _join(self) -> None:
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+
+    def wait_planned(self) -> dict[str, int]:
+        """Sizes of the affected part, once it is planned (raises what planning raised)."""
+        return self._receive("planned")
+
+    def abandon(self) -> None:
+        """Stop waiting for the copy (the run failed; its version is never published)."""
+        if self._worker is not None:
+            if isinstance(self._worker, threading.Thread):
+                self._worker.join()
+            else:
+                self._worker.terminate()
+                self._worker.join()
+            self._worker = None
+
+    def finish(self) -> dict[str, int]:
+        """Wait for the copy, move its files into the tables; rows copied per table."""
+        copied = self._receive("copied")
+        self._join()
+        staging = self.request.staging
+        for table in TABLES:
+            staged = _files(staging, table)
+            if not staged:
+                continue
+            target = FileSystems.join(self.request.root, table)
+            if not layout.dir_exists(target) and not layout.is_remote(target):
+                os.makedirs(target, exist_ok=True)
+            names = [FileSystems.join(target, p.rsplit("/", 1)[-1]) for p in staged]
+            FileSystems.rename(staged, names)
+        layout.delete_dir(staging)
+        return copied
