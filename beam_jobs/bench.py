@@ -654,7 +654,10 @@ def scaling_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def assignment_set(output: Path) -> set[tuple]:
-    sql = "SELECT record_id, cluster_id, is_canonical, duplicate_of FROM records"
+    sql = (
+        "SELECT record_id, cluster_id, is_canonical, duplicate_of, similarity, dup_kind "
+        "FROM records"
+    )
     return set(catalog.query(str(output), sql)[1])
 
 

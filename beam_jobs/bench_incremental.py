@@ -301,6 +301,10 @@ def update_cost(data: DayData, runs_dir: Path) -> dict[str, Any]:
             for key in (
                 "records_parsed",
                 "records_carried",
+                "records_reclustered",
+                "records_copied",
+                "records_joined_known",
+                "update_part",
                 "embedded_texts",
                 "embeddings_reused",
                 "files_skipped_already_ingested",
@@ -396,6 +400,12 @@ def render_pairs(title: str, pairs: Sequence[tuple[str, str]]) -> str:
     return "\n".join([title, "=" * len(title), *(f"{n.ljust(width)}  {v}" for n, v in pairs)])
 
 
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:,}" if type(v) is int else f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
 def checks_table(row: dict[str, Any]) -> str:
     d, readd = row["data"], row["readd"]
     near = sum(v for k, v in d["known_variants"].items() if k != "exact")
@@ -419,14 +429,14 @@ def checks_table(row: dict[str, Any]) -> str:
         *[
             (
                 f"update run_summary.{k}",
-                "-" if v is None else f"{v:,}" if type(v) is int else str(v),
+                "-" if v is None else f"{v:,}" if type(v) is int else _plain(v),
             )
             for k, v in row["update_counters"].items()
         ],
         (
             "update == full re-run",
             f"identical: {'yes' if row['identical_to_rerun'] else 'no'} "
-            "(record_id, cluster_id, is_canonical, duplicate_of; "
+            "(record_id, cluster_id, is_canonical, duplicate_of, similarity, dup_kind; "
             f"{row['rows_update']:,} vs {row['rows_rerun']:,} rows, "
             f"{row['rows_differing']} differing)",
         ),

@@ -3,6 +3,7 @@ rest (beam_jobs.carry): pure functions on small hand-made indexes and files."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beam_jobs import carry
-from transforms.affected import Affected, NewTexts, PreviousIndex, affected_part
+from transforms.affected import (
+    Affected,
+    JoinedCopy,
+    NewTexts,
+    PreviousIndex,
+    affected_part,
+    grown_cluster,
+    joined_copies,
+    joined_row,
+)
+from transforms.records import Record
 from transforms.schema import records_schema, to_table
 
 BANDS = 3
@@ -149,3 +160,106 @@ def test_records_with_null_embeddings_are_read_back_whole(tmp_path: Path) -> Non
     only_nulls = tmp_path / "nulls.parquet"
     pq.write_table(to_table([row], schema), only_nulls)
     assert carry.read_records_file(str(only_nulls)).to_pylist() == [row]
+
+
+# ------------------------------------------------------------------ copies of known texts
+
+
+def _record(record_id: str, text: str, day: int, index: int = 0):
+    return Record(
+        record_id=record_id,
+        source_file=f"d{day}.txt",
+        record_index=index,
+        digest_date=dt.date(2024, 3, day),
+        title=text,
+        abstract=text,
+        content_hash=text,
+    )
+
+
+def _roles() -> pa.Table:
+    """Old records of texts a, b (a near copy of a) and s (a revision merged into a's
+    cluster): ra is the canonical; rb2 an exact copy of b."""
+    rows = [
+        ("ra", "a", "ra", True, None, None, None, 2),
+        ("rb", "b", "ra", False, "ra", 0.875, "near", 3),
+        ("rb2", "b", "ra", False, "ra", 0.875, "near", 4),
+        ("rs", "s", "ra", False, "ra", 0.9, "semantic", 1),
+    ]
+    names = ["record_id", "content_hash", "cluster_id", "is_canonical", "duplicate_of"]
+    names += ["similarity", "dup_kind", "day"]
+    table = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    days = table.pop("day")
+    return pa.table(
+        {
+            **table,
+            "similarity": pa.array(table["similarity"], pa.float32()),
+            "digest_date": [dt.date(2024, 3, d) for d in days],
+            "source_file": [f"d{d}.txt" for d in days],
+            "record_index": [0] * len(rows),
+        }
+    )
+
+
+def test_a_later_copy_of_a_known_text_joins_with_the_role_of_that_text() -> None:
+    new = [
+        _record("n1", "b", 9),  # another copy of the near duplicate b
+        _record("n2", "a", 9),  # a copy of the canonical's text
+        _record("n3", "s", 9),  # a copy of the merged revision (a lexical canonical)
+        _record("n4", "z", 9),  # an unknown text: the pipeline's
+    ]
+    joined = {j.record.record_id: j for j in joined_copies(new, _roles(), "earliest")}
+    assert set(joined) == {"n1", "n2", "n3"}
+    assert (joined["n1"].cluster_id, joined["n1"].duplicate_of) == ("ra", "ra")
+    assert (joined["n1"].similarity, joined["n1"].dup_kind) == (0.875, "near")
+    assert (joined["n2"].duplicate_of, joined["n2"].similarity, joined["n2"].dup_kind) == (
+        "ra",
+        1.0,
+        "exact",
+    )
+    # a revision merged into ra: its copies are exact copies of it, in ra's cluster
+    assert (joined["n3"].cluster_id, joined["n3"].duplicate_of) == ("ra", "rs")
+
+
+def test_a_copy_that_would_become_canonical_is_clustered_again() -> None:
+    early = [_record("n0", "b", 1)]  # dated before the canonical ra (day 2)
+    assert joined_copies(early, _roles(), "earliest") == []
+    late = [_record("n1", "b", 9)]
+    assert joined_copies(late, _roles(), "latest") == []  # the newest copy takes over
+
+
+def test_grown_cluster_and_joined_row() -> None:
+    row = {
+        "cluster_id": "ra",
+        "canonical_record_id": "ra",
+        "size": 3,
+        "distinct_texts": 2,
+        "first_digest_date": dt.date(2024, 3, 2),
+        "last_digest_date": dt.date(2024, 3, 4),
+    }
+    grown = grown_cluster(row, [dt.date(2024, 3, 9), None])
+    assert (grown["size"], grown["distinct_texts"]) == (5, 2)
+    assert (grown["first_digest_date"], grown["last_digest_date"]) == (
+        dt.date(2024, 3, 2),
+        dt.date(2024, 3, 9),
+    )
+    copy = JoinedCopy(_record("n1", "b", 9), "ra", "ra", 0.875, "near", "rb")
+    template = {"embedding": [1.0, 0.0], "tags": ["nlp"], "tag_scores": []}
+    new_row = joined_row(copy, template)
+    assert (new_row["record_id"], new_row["is_canonical"], new_row["embedding"]) == (
+        "n1",
+        False,
+        [1.0, 0.0],
+    )
+
+
+def test_the_plan_round_trips_through_its_file() -> None:
+    part = Affected(
+        cluster_ids=frozenset({"c1", "c2"}),
+        record_ids=frozenset({"r1"}),
+        content_hashes=frozenset({"h"}),
+        skip_names=frozenset({"gans"}),
+        joined=frozenset({"n1"}),
+    )
+    assert Affected.from_json(part.to_json()) == part
+    assert Affected.from_json(Affected.all().to_json()).everything

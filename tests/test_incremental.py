@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs import catalog, layout, pipeline
+from beam_jobs import carry, catalog, layout, pipeline
 from beam_jobs.options import UserError
 from beam_jobs.synthetic import GeneratorConfig, generate
 from beam_jobs.update import file_sha256, settings_differences
@@ -75,6 +75,18 @@ def test_update_keeps_two_versions_and_counts_every_record(daily) -> None:
     (rows,) = _table(incremental, "SELECT count(*) FROM records")[0]
     assert summary["records_parsed"] + summary["records_carried"] == rows
     assert summary["rows_written"] == rows
+    (clusters,) = _table(incremental, "SELECT count(*) FROM clusters")[0]
+    assert summary["clusters"] == clusters
+    # only part of the corpus was clustered again; the rest was copied, and known copies
+    # joined their clusters directly
+    part = summary["update_part"]
+    assert 0 < summary["records_reclustered"] == part["records"] < summary["records_carried"]
+    assert summary["records_copied"] == summary["records_carried"] - part["records"]
+    assert summary["records_joined_known"] == part["joined_copies"] > 0
+    plan = json.loads(
+        (Path(layout.current_root(str(incremental))) / "update_plan.json").read_text()
+    )
+    assert len(plan["cluster_ids"]) == part["clusters"] and not plan["everything"]
 
 
 def test_re_adding_a_dump_changes_nothing(daily, tmp_path: Path) -> None:
@@ -217,3 +229,49 @@ def test_inputs_table_hashes_the_stored_bytes_like_the_update_does(tmp_path: Pat
     for path, digest, size in rows:
         assert digest == file_sha256(path)
         assert size == Path(path).stat().st_size
+
+
+def test_seed_dumps_added_day_by_day_equal_one_full_run(seeds_dir: Path, tmp_path: Path) -> None:
+    """The real dumps (two layouts, re-scraped papers): four as a base, then the fifth."""
+    dumps = sorted(seeds_dir.glob("*.txt"))
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    _run(dumps[:-1], incremental, "--no_embeddings")
+    summary = _run(dumps[-1:], incremental, "--no_embeddings", "--incremental")
+    _run(dumps, full, "--no_embeddings")
+    assert summary["every_record_written_once"] is True
+    assert _snapshot(incremental) == _snapshot(full)
+
+
+def test_a_version_without_the_update_index_is_clustered_again_whole(daily, tmp_path: Path) -> None:
+    """An output written before the index existed: the first update clusters all of it
+    (and writes the index for the next one)."""
+    days, _, full = daily
+    output = tmp_path / "out"
+    _run(days[:2], output, "--no_embeddings")
+    root = Path(layout.current_root(str(output)))
+    shutil.rmtree(root / "lsh_bands")
+    summary = _run(days[2:], output, "--no_embeddings", "--incremental")
+    assert summary["update_part"]["everything"] == 1
+    assert summary["records_copied"] == 0 and summary["records_reclustered"] > 0
+    assert _snapshot(output) == _snapshot(full)
+    assert (Path(layout.current_root(str(output))) / "lsh_bands").is_dir()
+
+
+def test_a_failed_copy_fails_the_update_and_keeps_the_old_version(
+    daily, tmp_path: Path, monkeypatch
+) -> None:
+    days, _, _ = daily
+    output = tmp_path / "out"
+    _run(days[:2], output, "--no_embeddings")
+    before = _snapshot(output)
+
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    # the copy runs in a forked process, which inherits this patch
+    monkeypatch.setattr(carry, "carry_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _run(days[2:3], output, "--no_embeddings", "--incremental")
+    monkeypatch.undo()
+    assert layout.read_manifest(str(output)).version == 1
+    assert _snapshot(output) == before
