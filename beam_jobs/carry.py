@@ -19,7 +19,7 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -37,6 +37,7 @@ from transforms.schema import ROWS_PER_ROW_GROUP, TABLES, to_table
 from transforms.semantic import SemanticConfig, names_row_of
 
 STAGING = "_carried"
+CHUNK_ROWS = 16384  # rows read, filtered and buffered at a time
 PLAN_FILE = "update_plan.json"  # the affected part, kept in the version for inspection
 COPIED_WHOLE = ("embeddings", "dead_letter", "inputs")
 # table -> the column whose value decides whether a row belongs to the affected part
@@ -65,8 +66,8 @@ def without(table: pa.Table, column: str, values: frozenset[str]) -> pa.Table:
     return table.filter(pc.invert(pc.is_in(table.column(column), value_set=value_set)))
 
 
-def read_records_file(path: str) -> pa.Table:
-    """A ``records`` file as a table of its own schema.
+def iter_records_file(path: str) -> Iterator[pa.Table]:
+    """A ``records`` file as chunks of at most :data:`CHUNK_ROWS` rows of its own schema.
 
     pyarrow (25) cannot read back a fixed-size list column holding nulls (the embedding of
     a --no_embeddings run, or of a text whose embedding failed). A column with no vector at
@@ -77,24 +78,40 @@ def read_records_file(path: str) -> pa.Table:
     with FileSystems.open(path) as fh:
         parquet = pq.ParquetFile(fh)
         schema = parquet.schema_arrow
-        vectorless = [f.name for f in schema if _fixed_size_list(f) and _all_null(parquet, f.name)]
-        if len(vectorless) == sum(1 for f in schema if _fixed_size_list(f)):
-            columns = [f.name for f in schema if f.name not in vectorless]
-            table = parquet.read(columns=columns)
-            nulls = {name: pa.nulls(table.num_rows, schema.field(name).type) for name in vectorless}
-            arrays = [nulls[f.name] if f.name in nulls else table.column(f.name) for f in schema]
-            return pa.Table.from_arrays(arrays, schema=schema)
+        fixed = [f.name for f in schema if _fixed_size_list(f)]
+        if all(_all_null(parquet, name) for name in fixed):
+            columns = [f.name for f in schema if f.name not in fixed]
+            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+                arrays = [
+                    pa.nulls(batch.num_rows, f.type)
+                    if f.name in fixed
+                    else batch.column(batch.schema.get_field_index(f.name))
+                    for f in schema
+                ]
+                yield pa.Table.from_arrays(arrays, schema=schema)
+            return
     with _local_copy(path) as local:
         connection = duckdb.connect(config={"threads": 1})  # it runs beside the pipeline
         try:
             relation = connection.sql(f"SELECT * FROM read_parquet('{_quoted(local)}')")
-            table = relation.to_arrow_table()
+            for batch in relation.to_arrow_reader(CHUNK_ROWS):
+                yield _conformed(pa.Table.from_batches([batch]), schema)
         finally:
             connection.close()
+
+
+def read_records_file(path: str) -> pa.Table:
+    """A whole ``records`` file (see :func:`iter_records_file`)."""
+    with FileSystems.open(path) as fh:
+        schema = pq.read_schema(fh)
+    return pa.concat_tables([schema.empty_table(), *iter_records_file(path)])
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     columns = []
     for field in schema:
         column = table.column(field.name)
-        if pa.types.is_fixed_size_list(field.type):
+        if _fixed_size_list(field):
             columns.append(_fixed_size(column, field.type))
         else:
             columns.append(column.cast(field.type))
@@ -157,19 +174,55 @@ class _local_copy:
             os.unlink(self._temp)
 
 
-def _read_schema(path: str) -> pa.Schema:
+def _iter_file(path: str) -> Iterator[pa.Table]:
     with FileSystems.open(path) as fh:
-        return pq.read_schema(fh)
+        parquet = pq.ParquetFile(fh)
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            yield pa.Table.from_batches([batch], schema=parquet.schema_arrow)
 
 
-def _read_table(path: str) -> pa.Table:
-    with FileSystems.open(path) as fh:
-        return pq.read_table(fh)
+class _RowGroupWriter:
+    """Writes chunks of rows to one Parquet file in row groups of ROWS_PER_ROW_GROUP rows,
+    holding at most one row group in memory; no rows, no file."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._handle = None
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._buffered = 0
+        self.rows = 0
+
+    def write(self, rows: pa.Table) -> None:
+        if not rows.num_rows:
+            return
+        self._pending.append(rows)
+        self._buffered += rows.num_rows
+        self.rows += rows.num_rows
+        if self._buffered >= ROWS_PER_ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        if self._writer is None:
+            self._handle = FileSystems.create(self._path)
+            self._writer = pq.ParquetWriter(self._handle, table.schema, compression="zstd")
+        self._writer.write_table(table, row_group_size=ROWS_PER_ROW_GROUP)
+        self._pending, self._buffered = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._handle.close()
 
 
 def _write(table: pa.Table, path: str) -> None:
-    with FileSystems.create(path) as fh:
-        pq.write_table(table, fh, compression="zstd", row_group_size=ROWS_PER_ROW_GROUP)
+    writer = _RowGroupWriter(path)
+    writer.write(table)
+    writer.close()
 
 
 def _files(root: str, table: str) -> list[str]:
@@ -199,12 +252,13 @@ def carry_table(
             continue
         if affected.everything:
             continue
-        read: Callable[[str], pa.Table] = read_records_file if table == "records" else _read_table
-        rows = without(read(path), FILTERED_BY[table], excluded_values(table, affected))
-        rows = additions.take(rows)
-        if rows.num_rows:
-            _write(rows, destination)
-            copied += rows.num_rows
+        chunks = iter_records_file(path) if table == "records" else _iter_file(path)
+        writer = _RowGroupWriter(destination)
+        excluded = excluded_values(table, affected)
+        for chunk in chunks:
+            writer.write(additions.take(without(chunk, FILTERED_BY[table], excluded)))
+        writer.close()
+        copied += writer.rows
     added = additions.rows()
     if added is not None and added.num_rows:
         _write(added, FileSystems.join(target, "joined-00000.parquet"))
