@@ -32,8 +32,8 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs import layout
 from transforms.affected import Affected, JoinedCopy, grown_cluster, joined_row
 from transforms.dedup import DedupConfig
-from transforms.previous import write_part_records
-from transforms.schema import ROWS_PER_ROW_GROUP, TABLES, to_table
+from transforms.previous import RECORD_COLUMNS
+from transforms.schema import RECORDS_SCHEMA, ROWS_PER_ROW_GROUP, TABLES, to_table
 from transforms.semantic import SemanticConfig, names_row_of
 
 STAGING = "_carried"
@@ -185,8 +185,9 @@ class _RowGroupWriter:
     """Writes chunks of rows to one Parquet file in row groups of ROWS_PER_ROW_GROUP rows,
     holding at most one row group in memory; no rows, no file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, keep_empty: bool = False) -> None:
         self._path = path
+        self._keep_empty = keep_empty  # write a file even without rows (close(schema))
         self._handle = None
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.Table] = []
@@ -212,8 +213,11 @@ class _RowGroupWriter:
         self._writer.write_table(table, row_group_size=ROWS_PER_ROW_GROUP)
         self._pending, self._buffered = [], 0
 
-    def close(self) -> None:
+    def close(self, schema: pa.Schema | None = None) -> None:
         self._flush()
+        if self._writer is None and self._keep_empty and schema is not None:
+            self._pending = [schema.empty_table()]
+            self._flush()
         if self._writer is not None:
             self._writer.close()
             self._handle.close()
@@ -267,6 +271,25 @@ def carry_table(
     return copied
 
 
+def extract_part_records(previous_root: str, affected: Affected, path: str) -> int:
+    """Write the previous version's records of the affected part (the columns the job
+    reads back, :data:`transforms.previous.RECORD_COLUMNS`) to one file; returns how many.
+    Only those columns are read (not the embeddings)."""
+    writer = _RowGroupWriter(path, keep_empty=True)
+    value_set = pa.array(sorted(affected.cluster_ids), pa.string())
+    for source in _files(previous_root, "records"):
+        with FileSystems.open(source) as fh:
+            parquet = pq.ParquetFile(fh)
+            columns = [*RECORD_COLUMNS, "cluster_id"]
+            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+                chunk = pa.Table.from_batches([batch])
+                if not affected.everything:
+                    chunk = chunk.filter(pc.is_in(chunk["cluster_id"], value_set=value_set))
+                writer.write(chunk.select(RECORD_COLUMNS))
+    writer.close(pa.schema([RECORDS_SCHEMA.field(name) for name in RECORD_COLUMNS]))
+    return writer.rows
+
+
 class _Additions:
     """What joined copies (:func:`transforms.affected.joined_copies`) do to a table:
     ``records`` gains their rows (vector and tags taken from a row of their cluster),
@@ -298,22 +321,18 @@ class _Additions:
         return rows
 
     def rows(self) -> pa.Table | None:
+        """The rows the joined copies add (records, names) or change (clusters)."""
         if not self._joined or self._schema is None:
-            return None
+            return None  # nothing joined, or no such table (paper_names without merging)
         if self._table == "records":
-            found = [
-                joined_row(j, self._templates[j.template])
-                for j in self._joined
-                if j.template in self._templates
-            ]
+            found = [joined_row(j, self._template(j.template)) for j in self._joined]
         elif self._table == "clusters":
             dates: dict[str, list] = {}
             for j in self._joined:
                 dates.setdefault(j.cluster_id, []).append(j.record.digest_date)
             found = [
-                grown_cluster(self._templates[cluster], cluster_dates)
+                grown_cluster(self._template(cluster), cluster_dates)
                 for cluster, cluster_dates in sorted(dates.items())
-                if cluster in self._templates
             ]
         else:
             found = [
@@ -321,6 +340,17 @@ class _Additions:
                 for j in self._joined
             ]
         return to_table(found, self._schema)
+
+    def _template(self, key: str) -> dict:
+        """The old row a joined copy's row is made from; the plan found it in the same
+        version, so a miss means the version changed under the update."""
+        try:
+            return self._templates[key]
+        except KeyError:
+            raise RuntimeError(
+                f"{self._table}: row {key!r} that the update plan relies on is missing from "
+                "the previous version (was it modified during the update?)"
+            ) from None
 
 
 def _rows_with(table: pa.Table, column: str, values: set[str]) -> pa.Table:
@@ -358,18 +388,19 @@ class _Queue:
 def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> None:
     """The background half of an update: plan the affected part, write it where the
     pipeline's DoFns read it, report, then copy everything else."""
-    if in_child:
-        # One core, at a lower priority: the copy must not slow the pipeline down (the
-        # update's time is the pipeline's), and has until the pipeline ends to finish.
-        pa.set_cpu_count(1)
-        pa.set_io_thread_count(1)
-        os.nice(10)
     try:
         affected, joined = request.plan()
         with FileSystems.create(request.plan_file) as fh:
             fh.write(affected.to_json().encode())
-        write_part_records(request.previous_root, affected, request.part_records)
+        extract_part_records(request.previous_root, affected, request.part_records)
         channel.send(("planned", affected.sizes()))
+        if in_child:
+            # The copy has until the job ends and must not slow it down (the update's time
+            # is the job's): one core, lower priority. Planning runs at full speed, to be
+            # ready before the job graph is built.
+            pa.set_cpu_count(1)
+            pa.set_io_thread_count(1)
+            os.nice(10)
         copied = carry_tables(request.previous_root, request.staging, affected, joined)
         channel.send(("copied", copied))
     except BaseException as error:  # noqa: BLE001 - reported to the parent

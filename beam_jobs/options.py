@@ -47,9 +47,10 @@ class DigestflowOptions(PipelineOptions):
             "--incremental",
             action="store_true",
             default=False,
-            help="(Beam's own --update is about streaming jobs.) Add the --input dumps to the existing output: dumps already ingested "
-            "(same bytes) are skipped, earlier records are re-clustered with the new ones "
-            "and earlier embeddings reused; a new version replaces the old atomically.",
+            help="(Beam's own --update is about streaming jobs.) Add the --input dumps to the "
+            "existing output: dumps already ingested (same bytes) are skipped, only the part "
+            "of the corpus the new records reach is clustered again (the rest is copied), "
+            "earlier embeddings are reused; a new version replaces the old atomically.",
         )
         parser.add_argument(
             "--digest_year",

@@ -26,14 +26,13 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.affected import Affected, AffectedSource, resolve
+from transforms.affected import AffectedSource, resolve
 from transforms.embed import (
     EmbedConfig,
     EmbedTexts,
 )
 from transforms.read import NAMESPACE
 from transforms.records import Record
-from transforms.schema import RECORDS_SCHEMA
 
 # The record columns a Record is rebuilt from (everything clustering looks at).
 RECORD_COLUMNS = [
@@ -74,14 +73,6 @@ def embeddings_of_table(
     vectors = embedding.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
     for key, vector in zip(table.column("text_key").to_pylist(), vectors, strict=True):
         yield key, vector.astype(np.float32, copy=True)
-
-
-def affected_rows(table: pa.Table, affected: Affected) -> pa.Table:
-    """The rows of a ``records`` table that belong to the affected part."""
-    if affected.everything:
-        return table
-    clusters = pa.array(sorted(affected.cluster_ids), pa.string())
-    return table.filter(pc.is_in(table.column("cluster_id"), value_set=clusters))
 
 
 def _counted_records(table: pa.Table, counter) -> Iterator[Record]:
@@ -140,7 +131,7 @@ class ReadPreviousVersion(beam.PTransform):
     ``with_embeddings=False``), as Arrow tables for :class:`EmbedUnseenTexts` to pick from.
 
     ``part_records``: files holding the records of the affected part (an update's planner
-    writes them, see :func:`write_part_records`; they need not exist before the job runs);
+    writes them, see :mod:`beam_jobs.carry`; they need not exist before the job runs);
     default: every record of the version.
     """
 
@@ -184,24 +175,6 @@ class ReadPreviousVersion(beam.PTransform):
 def read_parquet_file(path: str, columns: list[str] | None = None) -> pa.Table:
     with FileSystems.open(path) as fh:
         return pq.read_table(fh, columns=columns)
-
-
-def write_part_records(root: str, affected: Affected, path: str) -> int:
-    """Write the records of version ``root`` that belong to the ``affected`` part (the
-    columns :class:`ReadPreviousVersion` reads) to one Parquet file; returns how many."""
-    pattern = FileSystems.join(root, "records", "*.parquet")
-    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    tables = [
-        affected_rows(read_parquet_file(p, [*RECORD_COLUMNS, "cluster_id"]), affected)
-        for p in paths
-    ]
-    if tables:
-        part = pa.concat_tables(tables).select(RECORD_COLUMNS)
-    else:
-        part = pa.schema([RECORDS_SCHEMA.field(name) for name in RECORD_COLUMNS]).empty_table()
-    with FileSystems.create(path) as fh:
-        pq.write_table(part, fh)
-    return part.num_rows
 
 
 REUSE = "reuse"
