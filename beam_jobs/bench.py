@@ -23,7 +23,8 @@ runs (slow: minutes per 10k records on 2 CPU cores).
    itself (``VmHWM``: the peak of its own address space since exec, see
    :func:`beam_jobs.bench_reference.peak_rss_mib` for why not the parent's ``getrusage``).
 3. **Determinism**: two pipeline runs on one input, in separate processes with different
-   ``PYTHONHASHSEED``, must give the same (record_id, cluster_id, is_canonical, duplicate_of).
+   ``PYTHONHASHSEED``, must give the same (record_id, cluster_id, is_canonical,
+   duplicate_of, similarity, dup_kind).
 4. **Embeddings** (see :mod:`beam_jobs.bench_embed`) and 5. **Semantic**: cosine of invented
    revisions (``tests/data/revisions.jsonl``) against the closest distinct seed papers, with and
    without the shared-name condition: the margin behind ``--semantic_threshold``
@@ -684,7 +685,7 @@ def determinism_section(settings: Settings, results: dict[str, Any]) -> None:
     results["determinism"] = row
     title = (
         "Determinism: two runs, separate processes, PYTHONHASHSEED 1 vs 2 "
-        "(record_id, cluster_id, is_canonical, duplicate_of)"
+        "(record_id, cluster_id, is_canonical, duplicate_of, similarity, dup_kind)"
     )
     headers = ["records", "rows run 1", "rows run 2", "rows differing", "identical"]
     emit(results, render_table(title, headers, [list(row.values())]))
