@@ -40,6 +40,7 @@ STAGING = "_carried"
 CHUNK_ROWS = 16384  # rows read, filtered and buffered at a time
 PLAN_FILE = "update_plan.json"  # the affected part, kept in the version for inspection
 COPIED_WHOLE = ("embeddings", "dead_letter", "inputs")
+BY_SOURCE_FILE = ("dead_letter", "inputs")  # rows of one dump, dropped when it is read again
 # table -> the column whose value decides whether a row belongs to the affected part
 FILTERED_BY = {
     "records": "cluster_id",
@@ -240,10 +241,12 @@ def carry_table(
     table: str,
     affected: Affected,
     joined: Sequence[JoinedCopy] = (),
+    retried: Sequence[str] = (),
 ) -> int:
     """Copy one table's unaffected rows into ``staging/table/``, with the rows the
     ``joined`` copies add or change; returns the rows carried from the previous version
-    (a grown cluster counts, a joined copy's own row does not)."""
+    (a grown cluster counts, a joined copy's own row does not). ``retried``: dumps read
+    again, whose ``inputs`` and ``dead_letter`` rows the update writes anew."""
     copied = 0
     target = FileSystems.join(staging, table)
     if not layout.is_remote(target):
@@ -251,8 +254,14 @@ def carry_table(
     additions = _Additions(table, joined)
     for index, path in enumerate(_files(previous_root, table)):
         destination = FileSystems.join(target, f"carried-{index:05d}.parquet")
-        if table in COPIED_WHOLE:
+        if table in COPIED_WHOLE and not (retried and table in BY_SOURCE_FILE):
             FileSystems.copy([path], [destination])
+            continue
+        if table in BY_SOURCE_FILE:
+            writer = _RowGroupWriter(destination)
+            for chunk in _iter_file(path):
+                writer.write(without(chunk, "source_file", frozenset(retried)))
+            writer.close()
             continue
         if affected.everything:
             continue
@@ -359,11 +368,16 @@ def _rows_with(table: pa.Table, column: str, values: set[str]) -> pa.Table:
 
 
 def carry_tables(
-    previous_root: str, staging: str, affected: Affected, joined: Sequence[JoinedCopy] = ()
+    previous_root: str,
+    staging: str,
+    affected: Affected,
+    joined: Sequence[JoinedCopy] = (),
+    retried: Sequence[str] = (),
 ) -> dict[str, int]:
     """:func:`carry_table` for every table; ``joined_copies``: the joined copies written."""
     copied = {
-        table: carry_table(previous_root, staging, table, affected, joined) for table in TABLES
+        table: carry_table(previous_root, staging, table, affected, joined, retried)
+        for table in TABLES
     }
     copied["joined_copies"] = len(joined)
     return copied
@@ -401,7 +415,9 @@ def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> 
             pa.set_cpu_count(1)
             pa.set_io_thread_count(1)
             os.nice(10)
-        copied = carry_tables(request.previous_root, request.staging, affected, joined)
+        copied = carry_tables(
+            request.previous_root, request.staging, affected, joined, request.retried
+        )
         channel.send(("copied", copied))
     except BaseException as error:  # noqa: BLE001 - reported to the parent
         try:
@@ -422,6 +438,7 @@ class UpdateRequest:
     dedup: DedupConfig
     semantic: SemanticConfig | None
     digest_year: int | None
+    retried: tuple[str, ...] = ()  # dumps read again: their old inputs/dead_letter rows go
 
     @property
     def plan_file(self) -> str:

@@ -352,6 +352,8 @@ class RunPlan:
     root: str
     previous: str | None = None  # root of the version an incremental run extends
     skipped: int = 0  # dumps an incremental run found already ingested
+    new_files: tuple[str, ...] = ()  # the files an incremental run adds (paths, not patterns)
+    retried: tuple[str, ...] = ()  # of those, files that could not be read before
 
 
 def plan_run(ours: DigestflowOptions, settings: dict[str, Any], dry_run: bool) -> RunPlan:
@@ -367,12 +369,53 @@ def plan_run(ours: DigestflowOptions, settings: dict[str, Any], dry_run: bool) -
         found = update.plan_update(ours.output, inputs, settings)
         layout.delete_dir(found.root)  # left by a failed attempt: no manifest points there
         return RunPlan(
-            found.new_files, found.version, found.root, found.previous_root, len(found.skipped)
+            # the pipeline matches its inputs again: exactly these files, not globs
+            [update.exact_pattern(path) for path in found.new_files],
+            found.version,
+            found.root,
+            found.previous_root,
+            len(found.skipped),
+            tuple(found.new_files),
+            tuple(found.retried),
         )
     if dry_run:  # nothing is written, and no storage call may happen
         return RunPlan(inputs, 1, FileSystems.join(ours.output, layout.version_name(1)))
     version, root = prepare_output(ours.output, ours.overwrite)
     return RunPlan(inputs, version, root)
+
+
+class IncompleteRun(RuntimeError):
+    """The counters do not add up: the version is not published."""
+
+
+def check_complete(
+    summary: dict[str, Any], found: dict[str, int], part: dict[str, int] | None, root: str
+) -> None:
+    """Refuse to publish a version that lost or duplicated records, or (an update) whose
+    job did not see what its plan saw. The summary is left in the unpublished version."""
+    problems = []
+    if not summary["every_record_written_once"]:
+        problems.append(
+            f"{summary['records_parsed']} records parsed + {summary['records_carried']} "
+            f"carried != {summary['rows_written']} written"
+        )
+    if part is not None and not part["everything"]:
+        joined = found.get("records_joined_known", 0)
+        if joined != part["joined_copies"]:
+            problems.append(
+                f"the job skipped {joined} joined copies, the plan {part['joined_copies']}"
+            )
+        if found.get("records_parsed", 0) != part["new_records"]:
+            problems.append(
+                f"the job parsed {found.get('records_parsed', 0)} new records, the plan "
+                f"{part['new_records']} (did a dump change during the update?)"
+            )
+    if problems:
+        with FileSystems.create(FileSystems.join(root, SUMMARY_FILE)) as fh:
+            fh.write(json.dumps(summary, indent=2, default=str).encode())
+        raise IncompleteRun(
+            "not published, the output keeps its current version: " + "; ".join(problems)
+        )
 
 
 def commit(output: str, plan: RunPlan, summary: dict[str, Any], settings: dict[str, Any]) -> None:
@@ -400,7 +443,7 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     dry_run = translate_only(options)
     check_offline_locations(options)
     check_inputs(ours.input)
-    settings = update.run_settings(config, embed, ours.digest_year)
+    settings = update.run_settings(config, embed, ours.digest_year, semantic, topics)
     started = time.monotonic()
     plan = plan_run(ours, settings, dry_run)
     if not plan.inputs:
@@ -410,7 +453,13 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     background = previous = None
     if plan.previous is not None:
         request = carry.UpdateRequest(
-            plan.previous, plan.root, tuple(plan.inputs), config, semantic, ours.digest_year
+            plan.previous,
+            plan.root,
+            plan.new_files,
+            config,
+            semantic,
+            ours.digest_year,
+            plan.retried,
         )
         background = carry.BackgroundUpdate(request).start()
         previous = UpdateSources(plan.previous, [background.part_records], background.plan_file)
@@ -442,11 +491,13 @@ def run(argv: list[str]) -> dict[str, Any] | None:
         if background is not None:
             background.abandon()
         raise
-    summary = summarize(counters(result), ours.output, time.monotonic() - started, copied)
+    found = counters(result)
+    summary = summarize(found, ours.output, time.monotonic() - started, copied)
     summary["version"] = plan.version
     if ours.incremental:
         summary["files_skipped_already_ingested"] = plan.skipped
         summary["update_part"] = part
+    check_complete(summary, found, part, plan.root)
     commit(ours.output, plan, summary, settings)
     logging.getLogger(__name__).info("run summary: %s", summary)
     reporter.finish(summary)

@@ -22,9 +22,10 @@ any name) is skipped, so re-adding a day changes nothing.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from transforms.parse import file_context
 from transforms.read import modified_year
 from transforms.records import Record
 from transforms.semantic import SemanticConfig, paper_names
+from transforms.tags import Taxonomy
 from transforms.text import normalized_text
 
 HASH_CHUNK = 1 << 20
@@ -63,12 +65,17 @@ PERFORMANCE_ONLY = ("lsh_shards", "component_rounds")
 
 
 def run_settings(
-    dedup: DedupConfig, embed: EmbedConfig | None, digest_year: int | None = None
+    dedup: DedupConfig,
+    embed: EmbedConfig | None,
+    digest_year: int | None = None,
+    semantic: SemanticConfig | None = None,
+    topics: Taxonomy | None = None,
 ) -> dict[str, Any]:
     """What an update must share with the run it extends for the result to equal one full
-    run: the clustering settings, the year rule for dates, and what produced the stored
+    run: the clustering settings, the year rule for dates, what produced the stored
     embeddings (the model named as the user gave it: the packaged default is stored as
-    ``None``, so a rebuilt environment is not a different model)."""
+    ``None``, so a rebuilt environment is not a different model), the semantic merge, and
+    the tagging (a fingerprint of the taxonomy and its labelled examples)."""
     clustering = {k: v for k, v in asdict(dedup).items() if k not in PERFORMANCE_ONLY}
     settings: dict[str, Any] = {"dedup": _plain(clustering), "digest_year": digest_year}
     if embed is not None:
@@ -80,7 +87,18 @@ def run_settings(
         }
     else:
         settings["embedding"] = None
+    settings["semantic"] = (
+        None
+        if semantic is None
+        else {"threshold": semantic.threshold, "max_bucket": semantic.max_bucket}
+    )
+    settings["tags"] = None if topics is None else {"taxonomy": taxonomy_fingerprint(topics)}
     return settings
+
+
+def taxonomy_fingerprint(topics: Taxonomy) -> str:
+    """Identity of a taxonomy with its examples (a frozen dataclass: its repr is its value)."""
+    return hashlib.sha256(repr(topics).encode("utf-8")).hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:
@@ -153,6 +171,9 @@ class UpdatePlan:
     root: str
     new_files: list[str]
     skipped: list[str]  # already ingested (same bytes), or a repeat within this batch
+    # ingested before but unreadable then (no records): read again, and their earlier
+    # ``inputs`` and ``dead_letter`` rows are dropped, as a full run would not have them
+    retried: list[str] = field(default_factory=list)
 
 
 def plan_update(output: str, patterns: list[str], settings: dict[str, Any]) -> UpdatePlan:
@@ -161,7 +182,8 @@ def plan_update(output: str, patterns: list[str], settings: dict[str, Any]) -> U
     A dump is skipped when its bytes were ingested before (under any name; empty files
     only under the same name). A path that was ingested with other bytes is refused: its
     record ids (path + slot) would collide with the earlier records'. A dump that cannot be
-    read here is passed on, and the pipeline dead-letters it like in a full run.
+    read here is passed on, and the pipeline dead-letters it like in a full run; one that
+    could not be read when it was ingested is read again once it can be.
     """
     manifest = layout.read_manifest(output)
     if manifest is None:
@@ -170,20 +192,32 @@ def plan_update(output: str, patterns: list[str], settings: dict[str, Any]) -> U
             "(run once without --incremental first)"
         )
     stored = manifest.extra.get("settings")
-    if stored is not None:
-        differences = settings_differences(stored, settings)
-        if differences:
-            raise UserError(
-                "an update must use the settings of the output it extends (else the result "
-                "would differ from one full run); differing: " + "; ".join(differences)
-            )
+    if stored is None:
+        raise UserError(
+            f"{output!r} does not record the settings it was built with (a job launched "
+            "detached, or an older digestflow), so an update cannot match them; rebuild it "
+            "with --overwrite"
+        )
+    differences = settings_differences(stored, settings)
+    if differences:
+        raise UserError(
+            "an update must use the settings of the output it extends (else the result "
+            "would differ from one full run); differing: " + "; ".join(differences)
+        )
     previous_root = FileSystems.join(output, manifest.root)
     known = ingested(previous_root)
-    new_files, skipped, changed = [], [], []
+    new_files, skipped, changed, retried = [], [], [], []
     for path in _matched_paths(patterns):
         digest = _readable_sha256(path)
         if path in known.by_path:
-            (skipped if known.by_path[path] == digest else changed).append(path)
+            stored = known.by_path[path]
+            if stored is None and digest is not None:
+                retried.append(path)  # unreadable when ingested, readable now: read it
+                new_files.append(path)
+            elif stored == digest or digest is None:
+                skipped.append(path)  # the same bytes (or unreadable here: keep what we have)
+            else:
+                changed.append(path)
         elif digest is not None and digest in known.hashes:
             skipped.append(path)
         else:
@@ -204,6 +238,7 @@ def plan_update(output: str, patterns: list[str], settings: dict[str, Any]) -> U
         root=FileSystems.join(output, layout.version_name(version)),
         new_files=new_files,
         skipped=skipped,
+        retried=retried,
     )
 
 
@@ -215,7 +250,17 @@ def _readable_sha256(path: str) -> str | None:
 
 
 def _size(path: str) -> int:
-    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    return metadata_of(path).size_in_bytes
+
+
+def exact_pattern(path: str) -> str:
+    """A match pattern for exactly ``path`` (a file named ``day[1].txt`` is not a glob)."""
+    return glob.escape(path)
+
+
+def metadata_of(path: str):
+    """The file system's metadata of one file (matched by its exact name)."""
+    return FileSystems.match([exact_pattern(path)])[0].metadata_list[0]
 
 
 def _matched_paths(patterns: list[str]) -> list[str]:
@@ -239,7 +284,12 @@ def affected_by(
     index = read_index(previous_root, dedup, semantic is not None)
     if index is None:
         return Affected.all(), []
-    records = list(_new_records(new_files, digest_year))
+    try:
+        records = list(_new_records(new_files, digest_year))
+    except UnreadableHere:
+        # The plan must see every record the job will see; if it cannot read a dump that
+        # the job may read, the only safe part is everything.
+        return Affected.all(), []
     joined = joined_copies(records, index.records, dedup.canonical_policy)
     joined_ids = {j.record.record_id for j in joined}
     seeds = [r for r in records if r.record_id not in joined_ids]
@@ -248,13 +298,18 @@ def affected_by(
         known = set(pc.unique(index.text_hashes).to_pylist())
         unseen = {r.content_hash: r for r in seeds if r.content_hash not in known}
         bands = _band_hashes(list(unseen.values()), dedup)
-    names = [paper_names(r.title, r.abstract) for r in seeds] if semantic else []
+    # Names of every new record, joined or not: a copy planned to join may be sent through
+    # the pipeline after all (its cluster is in the part) and become a canonical there, and
+    # two copies of one text can differ in what they name (case, hyphens). More names only
+    # make the part larger, never wrong.
+    names = [paper_names(r.title, r.abstract) for r in records] if semantic else []
     max_bucket = semantic.max_bucket if semantic is not None else None
     hashes = [r.content_hash for r in seeds]
     part = affected_part(index, NewTexts(hashes, bands, names), max_bucket)
     # a copy whose cluster is clustered again anyway goes through the pipeline with it
     joined = [j for j in joined if j.cluster_id not in part.cluster_ids]
-    return replace(part, joined=frozenset(j.record.record_id for j in joined)), joined
+    joined_ids = frozenset(j.record.record_id for j in joined)
+    return replace(part, joined=joined_ids, new_records=len(records)), joined
 
 
 def read_index(root: str, dedup: DedupConfig, semantic: bool) -> PreviousIndex | None:
@@ -293,22 +348,26 @@ def _read(root: str, table: str, columns: list[str] | None) -> pa.Table:
     return pa.concat_tables(parts) if parts else pa.table({})
 
 
+class UnreadableHere(Exception):
+    """The planner could not open a dump the job will try to read."""
+
+
 def _new_records(paths: list[str], digest_year: int | None) -> Iterator[Record]:
     """The records of the new dumps, exactly as the pipeline parses them (same dates: the
-    year rule reads the file's modification time too). A dump that cannot be opened here
-    is left to the pipeline, which dead-letters it."""
+    year rule reads the file's modification time too). Raises :class:`UnreadableHere` if a
+    dump cannot be opened here (the job may read it, or dead-letter it)."""
     for path in paths:
         try:
-            metadata = FileSystems.match([path])[0].metadata_list[0]
+            metadata = metadata_of(path)
             raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-        except Exception:  # noqa: BLE001, S112 - the pipeline dead-letters an unreadable dump
-            continue
+        except Exception as error:  # noqa: BLE001 - any failure to open
+            raise UnreadableHere(path) from error
         ctx = file_context(path, modified_year(metadata.last_updated_in_seconds), digest_year)
         with raw:
             try:
                 stream = decompressed(raw, path)
-            except Exception:  # noqa: BLE001, S112 - dead-lettered by the pipeline
-                continue
+            except Exception as error:  # noqa: BLE001 - the job dead-letters it, or not
+                raise UnreadableHere(path) from error
             with stream:
                 yield from (item for item in parse_stream(stream, ctx) if isinstance(item, Record))
 

@@ -7,12 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs import carry, catalog, layout, pipeline
 from beam_jobs.options import UserError
 from beam_jobs.synthetic import GeneratorConfig, generate
 from beam_jobs.update import file_sha256, settings_differences
+from transforms.schema import DEAD_LETTER_SCHEMA, INPUTS_SCHEMA, to_table
 
 
 def _days(tmp_path: Path, records: int, seed: int) -> list[Path]:
@@ -193,6 +195,8 @@ def test_update_embeds_only_texts_never_seen(tmp_path: Path) -> None:
     assert 0 < summary["embedded_texts"] <= summary["records_parsed"]  # new texts only
     reference = _run(days, full)
     assert summary["embedded_texts"] < reference["embedded_texts"]
+    with pytest.raises(UserError, match=r"semantic\.threshold: 0\.82 -> None"):
+        _run(rest, incremental, "--incremental", "--semantic_threshold", "off")
     # no text was embedded twice: the table keeps every vector ever computed, once each
     keys = _table(incremental, "SELECT count(*), count(DISTINCT text_key) FROM embeddings")[0]
     assert keys == (base["embedded_texts"] + summary["embedded_texts"],) * 2
@@ -275,3 +279,77 @@ def test_a_failed_copy_fails_the_update_and_keeps_the_old_version(
     monkeypatch.undo()
     assert layout.read_manifest(str(output)).version == 1
     assert _snapshot(output) == before
+
+
+def test_file_names_with_glob_characters_are_read_as_themselves(tmp_path: Path) -> None:
+    """A new dump named ``day[1].txt`` next to an ingested ``day1.txt`` is that file, not a
+    pattern matching the other one."""
+    days = _days(tmp_path, records=300, seed=41)
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    shutil.copy(days[0], dumps / "day1.txt")
+    shutil.copy(days[1], dumps / "day[1].txt")
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    _run([dumps / "day1.txt"], incremental, "--no_embeddings")
+    summary = pipeline.run(
+        ["--input", str(dumps / "*.txt"), "--output", str(incremental), "--quiet"]
+        + ["--no_embeddings", "--incremental"]
+    )
+    assert summary["files_skipped_already_ingested"] == 1
+    assert summary["every_record_written_once"] is True
+    pipeline.run(
+        ["--input", str(dumps / "*.txt"), "--output", str(full), "--quiet"] + ["--no_embeddings"]
+    )
+    assert _snapshot(incremental) == _snapshot(full)
+
+
+def test_a_dump_unreadable_when_ingested_is_read_once_it_can_be(tmp_path: Path) -> None:
+    """The earlier version holds the dump as unreadable (no hash, a read_error dead letter):
+    the update reads it and replaces those rows, as one full run would have them."""
+    days = _days(tmp_path, records=300, seed=43)
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    _run(days[:1], incremental, "--no_embeddings")
+    root = Path(layout.current_root(str(incremental)))
+    late = str(days[1])
+    unread = {"source_file": late, "sha256": None, "size_bytes": 0, "records": 0}
+    pq.write_table(
+        to_table([{**unread, "dead_letters": 1}], INPUTS_SCHEMA), root / "inputs" / "late.parquet"
+    )
+    letter = {"source_file": late, "record_index": None, "reason": "read_error", "excerpt": "x"}
+    pq.write_table(to_table([letter], DEAD_LETTER_SCHEMA), root / "dead_letter" / "late.parquet")
+    summary = _run(days[1:2], incremental, "--no_embeddings", "--incremental")
+    assert summary["records_parsed"] > 0
+    _run(days[:2], full, "--no_embeddings")
+    assert _snapshot(incremental) == _snapshot(full)
+
+
+def test_an_output_without_recorded_settings_is_refused(daily, tmp_path: Path) -> None:
+    days, _, _ = daily
+    output = tmp_path / "out"
+    _run(days[:1], output, "--no_embeddings")
+    manifest = json.loads((output / layout.MANIFEST_FILE).read_text())
+    del manifest["settings"]
+    (output / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="does not record the settings"):
+        _run(days[1:2], output, "--no_embeddings", "--incremental")
+
+
+def test_a_run_whose_counts_do_not_add_up_is_not_published(tmp_path: Path) -> None:
+    summary = {
+        "every_record_written_once": False,
+        "records_parsed": 10,
+        "records_carried": 5,
+        "rows_written": 14,
+    }
+    with pytest.raises(pipeline.IncompleteRun, match="10 records parsed"):
+        pipeline.check_complete(summary, {}, None, str(tmp_path))
+    assert json.loads((tmp_path / pipeline.SUMMARY_FILE).read_text()) == summary
+    fine = {**summary, "every_record_written_once": True}
+    part = {"everything": 0, "joined_copies": 3, "new_records": 10}
+    with pytest.raises(pipeline.IncompleteRun, match="skipped 2 joined copies, the plan 3"):
+        pipeline.check_complete(
+            fine, {"records_joined_known": 2, "records_parsed": 10}, part, str(tmp_path)
+        )
+    pipeline.check_complete(
+        fine, {"records_joined_known": 3, "records_parsed": 10}, part, str(tmp_path)
+    )

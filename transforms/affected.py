@@ -63,6 +63,7 @@ class Affected:
     everything: bool = False
     # new records that join a known cluster directly (the pipeline skips them)
     joined: frozenset[str] = frozenset()
+    new_records: int = -1  # records the plan read in the new dumps (-1: not planned)
 
     @classmethod
     def all(cls) -> Affected:
@@ -76,6 +77,7 @@ class Affected:
             "texts": len(self.content_hashes),
             "skipped_names": len(self.skip_names),
             "joined_copies": len(self.joined),
+            "new_records": self.new_records,
             "everything": int(self.everything),
         }
 
