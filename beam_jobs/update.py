@@ -291,25 +291,29 @@ def affected_by(
         # the job may read, the only safe part is everything.
         return Affected.all(), []
     joined = joined_copies(records, index.records, dedup.canonical_policy)
-    joined_ids = {j.record.record_id for j in joined}
-    seeds = [r for r in records if r.record_id not in joined_ids]
     bands: dict[str, np.ndarray] = {}
-    if dedup.near_duplicates:
+    if dedup.near_duplicates:  # texts the index holds have their band hashes there
         known = set(pc.unique(index.text_hashes).to_pylist())
-        unseen = {r.content_hash: r for r in seeds if r.content_hash not in known}
+        unseen = {r.content_hash: r for r in records if r.content_hash not in known}
         bands = _band_hashes(list(unseen.values()), dedup)
-    # Names of every new record, joined or not: a copy planned to join may be sent through
-    # the pipeline after all (its cluster is in the part) and become a canonical there, and
-    # two copies of one text can differ in what they name (case, hyphens). More names only
-    # make the part larger, never wrong.
-    names = [paper_names(r.title, r.abstract) for r in records] if semantic else []
     max_bucket = semantic.max_bucket if semantic is not None else None
-    hashes = [r.content_hash for r in seeds]
-    part = affected_part(index, NewTexts(hashes, bands, names), max_bucket)
-    # a copy whose cluster is clustered again anyway goes through the pipeline with it
-    joined = [j for j in joined if j.cluster_id not in part.cluster_ids]
-    joined_ids = frozenset(j.record.record_id for j in joined)
-    return replace(part, joined=joined_ids, new_records=len(records)), joined
+    while True:
+        joined_ids = {j.record.record_id for j in joined}
+        seeds = [r for r in records if r.record_id not in joined_ids]
+        # what the records the job clusters name (a copy two records share can differ in
+        # case or hyphens, so each record's own names)
+        names = [paper_names(r.title, r.abstract) for r in seeds] if semantic else []
+        part = affected_part(
+            index, NewTexts([r.content_hash for r in seeds], bands, names), max_bucket
+        )
+        # A copy whose cluster is in the part goes through the job with it, where it may
+        # become a canonical: plan again with it (and its names) among the seeds.
+        staying = [j for j in joined if j.cluster_id not in part.cluster_ids]
+        if len(staying) == len(joined):
+            break
+        joined = staying
+    joined_ids = {j.record.record_id for j in joined}
+    return replace(part, joined=frozenset(joined_ids), new_records=len(records)), joined
 
 
 def read_index(root: str, dedup: DedupConfig, semantic: bool) -> PreviousIndex | None:
@@ -331,6 +335,8 @@ def read_index(root: str, dedup: DedupConfig, semantic: bool) -> PreviousIndex |
     if len(bands) != bands_table.num_rows:
         return None  # written with other LSH parameters: the settings check said otherwise
     names = _read(root, "paper_names", None) if semantic else None
+    if names is not None and names.num_rows != records.num_rows:
+        return None  # every record has a names row when merging is on: this index is not whole
     return PreviousIndex(
         records=records,
         text_hashes=bands_table.column("content_hash").combine_chunks(),
