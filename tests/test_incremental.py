@@ -135,22 +135,31 @@ def test_update_may_change_the_canonical_when_the_policy_says_so(tmp_path: Path)
     assert any(before[r] and not after[r] for r in before), "no canonical moved to a later copy"
 
 
-def test_failed_update_leaves_the_old_version(daily, tmp_path: Path, monkeypatch) -> None:
-    days, _, _ = daily
-    output = tmp_path / "out"
+def _update_fails_and_keeps_the_old_version(days, output, monkeypatch, target, name, error):
+    """Build a version from two days, make ``target.name`` raise ``error`` during an update
+    of the third, and check readers still see the first version whole."""
     _run(days[:2], output, "--no_embeddings")
     before = _snapshot(output)
 
-    def crash(*_args, **_kwargs):
-        raise RuntimeError("killed before the switch")
+    def broken(*_args, **_kwargs):
+        raise error
 
-    # A crash anywhere before the manifest switch (here: at the switch itself).
-    monkeypatch.setattr(layout, "publish", crash)
-    with pytest.raises(RuntimeError, match="killed"):
-        _run(days[2:3], output, "--no_embeddings", "--incremental")
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, broken)
+        with pytest.raises(type(error), match=str(error)):
+            _run(days[2:3], output, "--no_embeddings", "--incremental")
     assert layout.read_manifest(str(output)).version == 1
     assert _snapshot(output) == before, "readers must still see the old version"
+    return before
+
+
+def test_failed_update_leaves_the_old_version(daily, tmp_path: Path, monkeypatch) -> None:
+    days, _, _ = daily
+    output = tmp_path / "out"
+    # A crash anywhere before the manifest switch (here: at the switch itself).
+    before = _update_fails_and_keeps_the_old_version(
+        days, output, monkeypatch, layout, "publish", RuntimeError("killed before the switch")
+    )
     assert (output / layout.version_name(2)).exists(), "the half-written version is beside it"
 
     summary = _run(days[2:3], output, "--no_embeddings", "--incremental")
@@ -265,20 +274,10 @@ def test_a_failed_copy_fails_the_update_and_keeps_the_old_version(
     daily, tmp_path: Path, monkeypatch
 ) -> None:
     days, _, _ = daily
-    output = tmp_path / "out"
-    _run(days[:2], output, "--no_embeddings")
-    before = _snapshot(output)
-
-    def broken(*_args, **_kwargs):
-        raise OSError("disk full")
-
-    # the copy runs in a forked process, which inherits this patch
-    monkeypatch.setattr(carry, "carry_table", broken)
-    with pytest.raises(OSError, match="disk full"):
-        _run(days[2:3], output, "--no_embeddings", "--incremental")
-    monkeypatch.undo()
-    assert layout.read_manifest(str(output)).version == 1
-    assert _snapshot(output) == before
+    # the copy runs in a forked process, which inherits the patch
+    _update_fails_and_keeps_the_old_version(
+        days, tmp_path / "out", monkeypatch, carry, "carry_table", OSError("disk full")
+    )
 
 
 def test_file_names_with_glob_characters_are_read_as_themselves(tmp_path: Path) -> None:

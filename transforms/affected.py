@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.clusters import EXACT, SEMANTIC, canonical_sort_key
+from transforms.clusters import EXACT, SEMANTIC, Assignment, canonical_sort_key, record_row
 from transforms.records import Record
 
 
@@ -328,21 +328,11 @@ def joined_copies(new: Sequence[Record], records: pa.Table, policy: str) -> list
 def joined_row(copy: JoinedCopy, template: Mapping[str, Any]) -> dict[str, Any]:
     """The records-table row of a joined copy; vector and tags are its cluster's (those of
     ``template``, an old row of the same cluster)."""
-    record = copy.record
+    assignment = Assignment(
+        copy.record, copy.cluster_id, False, copy.duplicate_of, copy.similarity, copy.dup_kind
+    )
     return {
-        "record_id": record.record_id,
-        "source_file": record.source_file,
-        "record_index": record.record_index,
-        "digest_date": record.digest_date,
-        "title": record.title,
-        "abstract": record.abstract,
-        "content_hash": record.content_hash,
-        "code_urls": list(record.code_urls),
-        "cluster_id": copy.cluster_id,
-        "is_canonical": False,
-        "duplicate_of": copy.duplicate_of,
-        "similarity": copy.similarity,
-        "dup_kind": copy.dup_kind,
+        **record_row(assignment),
         "embedding": template.get("embedding"),
         "tags": template.get("tags"),
         "tag_scores": template.get("tag_scores"),
