@@ -102,13 +102,6 @@ def iter_records_file(path: str) -> Iterator[pa.Table]:
             connection.close()
 
 
-def read_records_file(path: str) -> pa.Table:
-    """A whole ``records`` file (see :func:`iter_records_file`)."""
-    with FileSystems.open(path) as fh:
-        schema = pq.read_schema(fh)
-    return pa.concat_tables([schema.empty_table(), *iter_records_file(path)])
-
-
 def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
     columns = []
     for field in schema:
