@@ -42,7 +42,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python -m beam_jobs.bench
+	$(BIN)/python -m bench
 
 # The analyst's side end to end: generate, run (with embeddings), print a report, write the
 # HTML page and screenshot it in headless Chromium (apt-get install chromium).

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
-from pathlib import Path
 
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs.errors import UserError  # noqa: F401 - re-exported as beam_jobs.options.UserError
-from transforms.clusters import CANONICAL_POLICIES
-from transforms.dedup import DedupConfig
-from transforms.embed import EmbedConfig
-from transforms.encoders import CLI_BACKENDS, missing_runtime
-from transforms.lsh import DEFAULT_SHARDS
-from transforms.minhash import MinHashConfig
-from transforms.schema import EMBEDDING_DIM
-from transforms.semantic import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
-from transforms.semantic import SemanticConfig
-from transforms.tags import Taxonomy, load_tag_examples, load_taxonomy
+from beam_jobs.errors import UserError
+from beam_jobs.internals import parse_known_flags
+from transforms.dedup.clusters import CANONICAL_POLICIES
+from transforms.dedup.duplicates import DedupConfig
+from transforms.dedup.lsh import DEFAULT_SHARDS
+from transforms.dedup.minhash import MinHashConfig
+from transforms.enrich.embed import EmbedConfig
+from transforms.enrich.encoders import CLI_BACKENDS, missing_runtime
+from transforms.enrich.semantic.rule import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
+from transforms.enrich.semantic.rule import SemanticConfig
+from transforms.enrich.tags.tagging import Taxonomy, load_tag_examples, load_taxonomy
 
 
 class DigestflowOptions(PipelineOptions):
@@ -165,14 +163,7 @@ def unknown_options(argv: list[str]) -> list[str]:
 
     Beam itself only logs and drops such flags; a typo in ``--output`` must not run a job.
     """
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    seen: dict[str, type] = {}
-    for cls in PipelineOptions.__subclasses__():
-        seen.setdefault(str(cls), cls)
-    for cls in seen.values():
-        cls._add_argparse_args(parser)  # noqa: SLF001 - the documented extension point
-    _, unknown = parser.parse_known_args(argv)
-    known = [opt for action in parser._actions for opt in action.option_strings]  # noqa: SLF001
+    unknown, known = parse_known_flags(argv)
     messages = []
     for arg in unknown:
         name = arg.split("=", 1)[0]
@@ -248,11 +239,3 @@ def taxonomy(options: DigestflowOptions) -> Taxonomy | None:
         return load_tag_examples(options.tag_examples, topics)
     except (ValueError, OSError) as error:
         raise UserError(f"--tag_examples: {error}") from None
-
-
-def embedding_dim(model_dir: str) -> int:
-    """The model's output dimension, read from its pooling config (no model load)."""
-    pooling = Path(model_dir) / "1_Pooling" / "config.json"
-    if pooling.is_file():
-        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
-    return EMBEDDING_DIM

@@ -4,7 +4,7 @@ What is shown depends on the runner, because Beam gives no common way to watch a
 
 * **FnApiRunner** (the default, in-process). ``pipeline.run()`` blocks until the job is done
   and only then returns a result with metrics, so polling ``result.metrics()`` cannot work.
-  Instead the runner is replaced by :class:`ProgressFnApiRunner`, a subclass that, after each
+  Instead the runner is replaced by :class:`beam_jobs.internals.ObservedFnApiRunner`, a subclass that, after each
   bundle, adds the bundle's user counters to running totals and books the bundle's wall time
   under the steps it ran (a fused stage, e.g. ``ReadDigests+ParseDigests+ClusterDuplicates``).
   Local runs often process a stage in one bundle, so while a bundle runs its *in-flight*
@@ -38,12 +38,16 @@ from typing import Any, TextIO
 
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.portability.api import beam_fn_api_pb2
-from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiMetrics, FnApiRunner
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineState
 
+from beam_jobs.internals import (
+    ObservedFnApiRunner,
+    bundle_counters,
+    in_flight_monitoring_infos,
+)
 from beam_jobs.options import DigestflowOptions
-from transforms.read import NAMESPACE
+from transforms.metrics import NAMESPACE
 
 TTY_INTERVAL = 2.0
 LOG_INTERVAL = 10.0
@@ -188,7 +192,8 @@ def format_summary(summary: Mapping[str, Any], stages: Mapping[str, tuple[float,
 
 
 class Tally:
-    """Counters of finished bundles, the running bundle, and time per stage (thread-safe)."""
+    """Counters of finished bundles, the running bundle, and time per stage (thread-safe):
+    the :class:`beam_jobs.internals.BundleObserver` of the in-process runner."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -196,12 +201,18 @@ class Tally:
         self.stages: dict[str, tuple[float, int]] = {}
         self.running: tuple[str, float, list] | None = None  # (label, started, worker handlers)
 
-    def started(self, label: str, handlers: list) -> None:
+    def bundle_started(self, transform_names: list[str], stage_name: str, handlers: list) -> None:
+        label = stage_label(transform_names, stage_name)
         with self._lock:
             self.running = (label, time.monotonic(), handlers)
 
-    def finished(self, label: str, seconds: float, counts: Mapping[str, int]) -> None:
+    def bundle_finished(self, seconds: float, monitoring_infos: Iterable[Any]) -> None:
+        try:
+            counts = monitoring_counts(monitoring_infos)
+        except Exception:  # noqa: BLE001 - progress must never fail a run
+            counts = {}
         with self._lock:
+            label = self.running[0] if self.running is not None else "?"
             self.done = add_counts(self.done, counts)
             spent, bundles = self.stages.get(label, (0.0, 0))
             self.stages[label] = (spent + seconds, bundles + 1)
@@ -214,60 +225,12 @@ class Tally:
 
 def monitoring_counts(monitoring_infos: Iterable[Any]) -> dict[str, int]:
     """User counters in a bundle's monitoring infos (a ProcessBundle(Progress)Response)."""
-    infos = list(monitoring_infos)
-    if not infos:
-        return {}
-    return counter_values(FnApiMetrics({"bundle": infos}).query(MetricsFilter())["counters"])
+    return counter_values(bundle_counters(monitoring_infos))
 
 
 def in_flight_counts(handlers: list) -> dict[str, int]:
-    """Counters of the bundles running right now on in-process SDK workers, asked with a
-    ``ProcessBundleProgressRequest``; ``{}`` when the worker is not in-process."""
-    total: dict[str, int] = {}
-    for handler in handlers:
-        cache = getattr(getattr(handler, "worker", None), "bundle_processor_cache", None)
-        active = getattr(cache, "active_bundle_processors", None)
-        for instruction_id in list(active or {}):
-            request = beam_fn_api_pb2.InstructionRequest(
-                process_bundle_progress=beam_fn_api_pb2.ProcessBundleProgressRequest(
-                    instruction_id=instruction_id
-                )
-            )
-            response = handler.push(request).get()
-            if not response.error:
-                infos = response.process_bundle_progress.monitoring_infos
-                total = add_counts(total, monitoring_counts(infos))
-    return total
-
-
-class ProgressFnApiRunner(FnApiRunner):
-    """FnApiRunner that reports each bundle's counters and duration to a :class:`Tally`.
-
-    ``_execute_bundle`` is the runner's per-bundle step (private Beam API, checked by
-    tests/test_progress.py); everything else is the stock runner."""
-
-    def __init__(self, tally: Tally) -> None:
-        super().__init__()
-        self._tally = tally
-
-    def _execute_bundle(self, runner_execution_context, bundle_context_manager, bundle_input):
-        stage = bundle_context_manager.stage
-        label = stage_label((t.unique_name for t in stage.transforms), stage.name)
-        try:
-            handlers = list(bundle_context_manager.worker_handlers)
-        except Exception:  # noqa: BLE001 - progress must never fail a run
-            handlers = []
-        self._tally.started(label, handlers)
-        started = time.monotonic()
-        result = super()._execute_bundle(
-            runner_execution_context, bundle_context_manager, bundle_input
-        )
-        try:
-            counts = monitoring_counts(result.process_bundle.monitoring_infos)
-        except Exception:  # noqa: BLE001
-            counts = {}
-        self._tally.finished(label, time.monotonic() - started, counts)
-        return result
+    """Counters of the bundles running right now on in-process SDK workers."""
+    return monitoring_counts(in_flight_monitoring_infos(handlers))
 
 
 # ---- the reporter -------------------------------------------------------------------------
@@ -300,7 +263,7 @@ class Reporter:
         self._started = time.monotonic()
         if self.quiet or type(pipeline.runner) is not FnApiRunner:
             return self._watch_async(pipeline.run())
-        pipeline.runner = ProgressFnApiRunner(self.tally)
+        pipeline.runner = ObservedFnApiRunner(self.tally)
         self._measured = True
         self._start(self._local_values, TTY_INTERVAL if self.tty else LOG_INTERVAL)
         try:

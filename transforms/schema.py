@@ -107,7 +107,7 @@ def embeddings_schema(embedding_dim: int = EMBEDDING_DIM) -> pa.Schema:
             _field(
                 "text_key",
                 pa.string(),
-                "Hash of the exact text the model embedded (transforms.previous.embedding_key).",
+                "Hash of the exact text the model embedded (transforms.incremental.read_back.embedding_key).",
                 False,
             ),
             _field(
@@ -129,7 +129,7 @@ LSH_BAND_FIELDS: list[pa.Field] = [
     _field(
         "band_hashes",
         pa.list_(pa.uint64()),
-        "64-bit hash of each LSH band of its MinHash signature (transforms.minhash."
+        "64-bit hash of each LSH band of its MinHash signature (transforms.dedup.minhash."
         "band_hashes): two texts share an LSH bucket when one of these is equal at the same "
         "position.",
         False,
@@ -141,7 +141,7 @@ PAPER_NAME_FIELDS: list[pa.Field] = [
     _field(
         "names",
         pa.list_(pa.string()),
-        "What its text names (transforms.semantic.paper_names): the merge's blocking keys.",
+        "What its text names (transforms.enrich.semantic.merges.paper_names): the merge's blocking keys.",
         False,
     ),
     _field(

@@ -1,0 +1,302 @@
+"""Launching a digestflow run: validate → plan → run → summarize → check → publish.
+
+``run(argv)`` is ``digestflow run``. Each step is its own function: the options and configs
+are validated before anything is read or written (:func:`prepare`), the run's target version
+and inputs are planned (:func:`plan_target`; an update picks the dumps not ingested yet),
+the job graph is built (:mod:`beam_jobs.pipeline`) and run, its counters are summarized and
+checked (:mod:`beam_jobs.summary`), and only then is the new version published
+(:func:`commit`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+
+from beam_jobs import progress
+from beam_jobs.errors import UserError
+from beam_jobs.incremental import background as update_background
+from beam_jobs.incremental.dumps import exact_pattern, new_dumps
+from beam_jobs.incremental.settings import run_settings
+from beam_jobs.options import (
+    DigestflowOptions,
+    dedup_config,
+    embed_config,
+    semantic_config,
+    taxonomy,
+    unknown_options,
+)
+from beam_jobs.pipeline import build_pipeline
+from beam_jobs.store import versions
+from beam_jobs.store.tables import finalize_tables, table_files
+from beam_jobs.summary import check_complete, counters, summarize, unchanged_summary, write_summary
+from transforms.dedup.duplicates import DedupConfig
+from transforms.enrich.embed import EmbedConfig
+from transforms.enrich.semantic.rule import SemanticConfig
+from transforms.enrich.tags.tagging import Taxonomy
+from transforms.incremental.read_back import UpdateSources
+
+# The in-process FnApiRunner: plain DirectRunner first tries to download Prism (offline: noise).
+DEFAULT_RUNNER = "FnApiRunner"
+KEEP_VERSIONS = 2  # the current one, and the one a reader may still be scanning
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated ``digestflow run``: the Beam options and the configs built from them."""
+
+    options: PipelineOptions
+    ours: DigestflowOptions
+    dedup: DedupConfig
+    embed: EmbedConfig | None
+    topics: Taxonomy | None
+    semantic: SemanticConfig | None
+    settings: dict[str, Any]  # what an update must share with the output (incremental)
+    translate_only: bool
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """What a run reads and which version it writes."""
+
+    inputs: list[str]
+    version: int
+    root: str
+    previous: str | None = None  # root of the version an incremental run extends
+    skipped: int = 0  # dumps an incremental run found already ingested
+    new_files: tuple[str, ...] = ()  # the files an incremental run adds (paths, not patterns)
+    retried: tuple[str, ...] = ()  # of those, files that could not be read before
+
+
+# ---- validate --------------------------------------------------------------------------
+
+
+def pipeline_options(argv: list[str]) -> PipelineOptions:
+    """Parse and validate flags; raise UserError with one clear message."""
+    problems = unknown_options(argv)
+    if problems:
+        raise UserError("; ".join(problems))
+    options = PipelineOptions(argv)
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = DEFAULT_RUNNER
+    ours = options.view_as(DigestflowOptions)
+    if not ours.input:
+        raise UserError("--input is required (a glob of digest dumps; repeatable)")
+    if not ours.output:
+        raise UserError("--output is required (a directory)")
+    if ours.output_shards < 1:
+        raise UserError("--output_shards must be >= 1")
+    return options
+
+
+def translate_only(options: PipelineOptions) -> bool:
+    """True when ``pipeline.run()`` only translates the job and nothing executes: a Dataflow
+    dry run (``--dry_run``, a TestOptions flag: Beam treats any value, even "False", as set),
+    or writing a template (``--template_location``; the Flex Template launcher runs the
+    pipeline this way). Then there is nothing to wait for, finalize or summarize, and no
+    storage call may follow."""
+    if options.view_as(TestOptions).dry_run:
+        return True
+    return bool(options.view_as(GoogleCloudOptions).template_location)
+
+
+def check_offline_locations(options: PipelineOptions) -> None:
+    """A dry run must stay offline: when neither --temp_location nor --staging_location is a
+    valid gs://BUCKET/PATH, Beam's option validation tries to create a default bucket over
+    the network (minutes of credential and HTTP retries). Refuse that up front."""
+    runner = options.view_as(StandardOptions).runner or ""
+    if not options.view_as(TestOptions).dry_run or not runner.endswith("DataflowRunner"):
+        return
+    cloud = options.view_as(GoogleCloudOptions)
+    validator = PipelineOptionsValidator(options, runner)
+    locations = ("temp_location", "staging_location")
+    errors = [validator.validate_gcs_path(cloud, name) for name in locations]
+    if all(errors):  # Beam uses one valid location for both
+        raise UserError(
+            "a dry run needs --temp_location or --staging_location as gs://BUCKET/PATH with a "
+            "valid bucket name (else Beam tries to create a bucket online): " + errors[0][0]
+        )
+
+
+def check_inputs(patterns: list[str]) -> None:
+    """Local patterns must match files before anything runs (remote ones are matched by the
+    pipeline: no storage call may block a Dataflow submission)."""
+    local = [pattern for pattern in patterns if not versions.is_remote(pattern)]
+    if not local:
+        return
+    results = FileSystems.match(local)
+    empty = [r.pattern for r in results if not r.metadata_list]
+    if empty:
+        raise UserError("no file matches " + ", ".join(repr(p) for p in empty))
+
+
+def prepare(argv: list[str]) -> Job:
+    """Every check that needs no output directory: options, configs, inputs."""
+    options = pipeline_options(argv)
+    ours = options.view_as(DigestflowOptions)
+    dedup, embed = dedup_config(ours), embed_config(ours)
+    topics, semantic = taxonomy(ours), semantic_config(ours)
+    check_offline_locations(options)
+    check_inputs(ours.input)
+    settings = run_settings(dedup, embed, ours.digest_year, semantic, topics)
+    return Job(options, ours, dedup, embed, topics, semantic, settings, translate_only(options))
+
+
+# ---- plan ------------------------------------------------------------------------------
+
+
+def plan_target(job: Job) -> RunTarget:
+    """The version a run writes and the inputs it reads (an update: the new dumps only)."""
+    ours = job.ours
+    inputs = [p if versions.is_remote(p) else os.path.abspath(p) for p in ours.input]
+    if ours.incremental:
+        if ours.overwrite:
+            raise UserError("--incremental adds to an output and --overwrite replaces it: pick one")
+        if job.translate_only:
+            raise UserError(
+                "--incremental reads the existing output to plan the update, which a dry run "
+                "or template must not do; translate the job without --incremental"
+            )
+        found = new_dumps(ours.output, inputs, job.settings)
+        versions.delete_dir(found.root)  # left by a failed attempt: no manifest points there
+        return RunTarget(
+            # the pipeline matches its inputs again: exactly these files, not globs
+            [exact_pattern(path) for path in found.new_files],
+            found.version,
+            found.root,
+            found.previous_root,
+            len(found.skipped),
+            tuple(found.new_files),
+            tuple(found.retried),
+        )
+    if job.translate_only:  # nothing is written, and no storage call may happen
+        return RunTarget(inputs, 1, FileSystems.join(ours.output, versions.version_name(1)))
+    version, root = versions.prepare_output(ours.output, ours.overwrite)
+    return RunTarget(inputs, version, root)
+
+
+def start_update(
+    job: Job, target: RunTarget
+) -> tuple[update_background.BackgroundUpdate, UpdateSources]:
+    """An update finds the part it clusters again while the graph is built, and copies the
+    rest while the job runs (:mod:`beam_jobs.incremental.background`); its DoFns read the
+    part from a file."""
+    request = update_background.UpdateRequest(
+        target.previous,
+        target.root,
+        target.new_files,
+        job.dedup,
+        job.semantic,
+        job.ours.digest_year,
+        target.retried,
+    )
+    running = update_background.BackgroundUpdate(request).start()
+    sources = UpdateSources(
+        record_files=[running.part_records],
+        embedding_files=table_files(target.previous, "embeddings") if job.embed else None,
+        plan=running.part_file,
+    )
+    return running, sources
+
+
+# ---- run -------------------------------------------------------------------------------
+
+
+def run(argv: list[str]) -> dict[str, Any] | None:
+    """Run a digestflow job; returns the run summary (None when the job is only translated:
+    a Dataflow dry run or a template, see :func:`translate_only`)."""
+    job = prepare(argv)
+    started = time.monotonic()
+    target = plan_target(job)
+    if not target.inputs:
+        return unchanged_summary(job.ours.output, target.version - 1, target.skipped)
+    running = sources = None
+    if target.previous is not None:
+        running, sources = start_update(job, target)
+    # Live counters on stderr while the job runs (--quiet silences them).
+    reporter = progress.Reporter.for_options(job.options, executes=not job.translate_only)
+    pipeline = beam.Pipeline(options=job.options)
+    build_pipeline(
+        pipeline,
+        target.inputs,
+        target.root,
+        job.dedup,
+        digest_year=job.ours.digest_year,
+        shards=job.ours.output_shards,
+        embed=job.embed,
+        topics=job.topics,
+        semantic=job.semantic,
+        previous=sources,
+        update_part=running.part_file if running is not None else None,
+    )
+    try:
+        part = running.wait_planned() if running is not None else None
+        result = reporter.run(pipeline)
+        if job.translate_only:
+            return None
+        result.wait_until_finish()
+        copied = running.finish() if running is not None else None
+    except BaseException:
+        if running is not None:
+            running.abandon()
+        raise
+    found = counters(result)
+    summary = summarize(found, job.ours.output, time.monotonic() - started, copied)
+    summary["version"] = target.version
+    if job.ours.incremental:
+        summary["files_skipped_already_ingested"] = target.skipped
+        summary["update_part"] = part
+    check_complete(summary, found, part, target.root)
+    commit(job.ours.output, target, summary, job.settings)
+    logging.getLogger(__name__).info("run summary: %s", summary)
+    reporter.finish(summary)
+    return summary
+
+
+# ---- publish ---------------------------------------------------------------------------
+
+
+def commit(
+    output: str, target: RunTarget, summary: dict[str, Any], settings: dict[str, Any]
+) -> None:
+    """Complete the version, then switch the manifest to it: until that switch, readers
+    (and a failed run) keep the previous version."""
+    finalize_tables(target.root)
+    write_summary(target.root, summary)
+    manifest = versions.Manifest(
+        version=target.version,
+        root=versions.version_name(target.version),
+        extra={"settings": settings, "created": dt.datetime.now(dt.UTC).isoformat()},
+    )
+    versions.publish(output, manifest)
+    versions.retire_versions(output, target.version, keep=KEEP_VERSIONS)
+
+
+def publish_translated_run(output: str) -> int:
+    """Make the output of a job that ran detached (a Flex Template launch: the launcher only
+    translates, see :func:`translate_only`) readable: complete its version directory
+    (``v000001``) and write the manifest. Returns the version published."""
+    if versions.read_manifest(output) is not None:
+        raise UserError(f"{output!r} already has a manifest: nothing to publish")
+    root = FileSystems.join(output, versions.version_name(1))
+    if not versions.dir_exists(FileSystems.join(root, "records")):
+        raise UserError(f"{output!r} has no finished job output in {versions.version_name(1)}/")
+    finalize_tables(root)
+    created = dt.datetime.now(dt.UTC).isoformat()
+    versions.publish(output, versions.Manifest(1, versions.version_name(1), {"created": created}))
+    return 1

@@ -1,0 +1,49 @@
+"""What to generate: :class:`GeneratorConfig` (corpus size, seed, page size, the rates of
+every slot variant, layout share, compression, first date), validated on construction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+COMPRESSIONS: tuple[str | None, ...] = (None, "gz", "bz2", "mixed")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What to generate. Rates are fractions of *record slots* (they must sum to <= 0.95)."""
+
+    records: int = 2000
+    seed: int = 0
+    records_per_file: int = 200
+    exact_dup_rate: float = 0.15
+    near_dup_rate: float = 0.15
+    revision_rate: float = 0.0
+    malformed_rate: float = 0.0
+    compact_layout_share: float = 0.5
+    compress: str | None = None
+    start_date: dt.date = dt.date(2024, 3, 1)
+
+    def __post_init__(self) -> None:
+        if self.records < 1:
+            raise ValueError(f"records must be >= 1, got {self.records}")
+        if self.records_per_file < 1:
+            raise ValueError(f"records_per_file must be >= 1, got {self.records_per_file}")
+        for name in ("exact_dup_rate", "near_dup_rate", "revision_rate", "malformed_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        total = self.exact_dup_rate + self.near_dup_rate + self.revision_rate + self.malformed_rate
+        if total > 0.95:
+            raise ValueError(f"duplicate + revision + malformed rates sum to {total:.3f} > 0.95")
+        if not 0.0 <= self.compact_layout_share <= 1.0:
+            raise ValueError(
+                f"compact_layout_share must be in [0, 1], got {self.compact_layout_share}"
+            )
+        if self.compress not in COMPRESSIONS:
+            raise ValueError(f"compress must be one of {COMPRESSIONS}, got {self.compress!r}")
+
+    @property
+    def files(self) -> int:
+        return math.ceil(self.records / self.records_per_file)
