@@ -87,8 +87,12 @@ def in_flight_monitoring_infos(handlers: list) -> list[Any]:
 
 
 def parse_known_flags(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(the arguments no ``PipelineOptions`` class knows, every known option string)."""
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    """(the arguments no ``PipelineOptions`` class knows, every known option string).
+
+    A value a known option cannot take raises ``argparse.ArgumentError`` instead of Beam's
+    default of printing the full usage of every runner's options and exiting.
+    """
+    parser = _BeamArgumentParser(allow_abbrev=False, exit_on_error=False)
     seen: dict[str, type] = {}
     for cls in PipelineOptions.__subclasses__():
         seen.setdefault(str(cls), cls)

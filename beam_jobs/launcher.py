@@ -34,6 +34,7 @@ from beam_jobs.incremental.dumps import exact_pattern, new_dumps
 from beam_jobs.incremental.settings import run_settings
 from beam_jobs.options import (
     DigestflowOptions,
+    check_embedding_model,
     dedup_config,
     embed_config,
     semantic_config,
@@ -150,6 +151,7 @@ def prepare(argv: list[str]) -> Job:
     options = pipeline_options(argv)
     ours = options.view_as(DigestflowOptions)
     dedup, embed = dedup_config(ours), embed_config(ours)
+    check_embedding_model(embed, options.view_as(StandardOptions).runner)
     topics, semantic = taxonomy(ours), semantic_config(ours)
     check_offline_locations(options)
     check_inputs(ours.input)

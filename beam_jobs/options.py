@@ -18,7 +18,7 @@ from transforms.dedup.clusters import CANONICAL_POLICIES
 from transforms.dedup.duplicates import DedupConfig
 from transforms.dedup.lsh import DEFAULT_SHARDS
 from transforms.dedup.minhash import MinHashConfig
-from transforms.enrich.embed import EmbedConfig
+from transforms.enrich.embed import EmbedConfig, model_input_limit
 from transforms.enrich.encoders import CLI_BACKENDS, missing_runtime
 from transforms.enrich.semantic.rule import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
 from transforms.enrich.semantic.rule import SemanticConfig
@@ -52,7 +52,7 @@ class DigestflowOptions(PipelineOptions):
         )
         parser.add_argument(
             "--digest_year",
-            type=int,
+            type=digest_year,
             default=None,
             help="Year for 'Mar 13'-style date lines (default: from the file name or path, "
             "else the file's last-modified year).",
@@ -109,7 +109,7 @@ class DigestflowOptions(PipelineOptions):
             default="torch",
             help="torch (sentence-transformers), or the same model exported once to ONNX "
             "(into ~/.cache/digestflow) and run by onnx (ONNX Runtime) or openvino: same "
-            "vectors, ~2x faster encode on CPU; needs the 'onnx' or 'openvino' extra.",
+            "vectors, faster encode on CPU (docs/benchmarks.md); needs the 'onnx' or 'openvino' extra.",
         )
         parser.add_argument(
             "--text_template",
@@ -138,7 +138,8 @@ class DigestflowOptions(PipelineOptions):
             "--output_shards",
             type=int,
             default=4,
-            help="Parquet files per output table (each written by one worker).",
+            help="Shards of the Parquet sink's spill path only: a table gets one file per bundle "
+            "that wrote rows, not this many (docs/design.md, How Parquet files are written).",
         )
         parser.add_argument(
             "--quiet",
@@ -146,6 +147,24 @@ class DigestflowOptions(PipelineOptions):
             default=False,
             help="No progress lines and no final summary on stderr (beam_jobs/progress.py).",
         )
+
+
+# The years a file name's date may carry (transforms/ingest/parse.py): one outside them is a
+# typo, and a silently ignored one would date every record by its file name instead.
+DIGEST_YEARS = range(1900, 2100)
+
+
+def digest_year(text: str) -> int:
+    """``--digest_year`` value: a four-digit year in :data:`DIGEST_YEARS`."""
+    try:
+        year = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a year, got {text!r}") from None
+    if year not in DIGEST_YEARS:
+        raise argparse.ArgumentTypeError(
+            f"expected a year from {DIGEST_YEARS.start} to {DIGEST_YEARS.stop - 1}, got {year}"
+        )
+    return year
 
 
 def semantic_threshold(text: str) -> float:
@@ -163,7 +182,13 @@ def unknown_options(argv: list[str]) -> list[str]:
 
     Beam itself only logs and drops such flags; a typo in ``--output`` must not run a job.
     """
-    unknown, known = parse_known_flags(argv)
+    if "--" in argv:
+        # argparse would read every flag after it as a positional argument.
+        return ["'--' is not needed here: digestflow run takes only --options (remove the '--')"]
+    try:
+        unknown, known = parse_known_flags(argv)
+    except argparse.ArgumentError as error:
+        return [str(error)]
     messages = []
     for arg in unknown:
         name = arg.split("=", 1)[0]
@@ -211,6 +236,24 @@ def embed_config(options: DigestflowOptions) -> EmbedConfig | None:
         return EmbedConfig(**kwargs)
     except (ValueError, FileNotFoundError) as error:
         raise UserError(str(error)) from None
+
+
+def check_embedding_model(config: EmbedConfig | None, runner: str) -> None:
+    """Before a local run starts: the model directory holds a model whose inputs can be
+    ``--max_seq_length`` word pieces long (longer ones overflow its position embeddings and
+    fail their whole batch). A Dataflow job's model lives in the worker image, which this
+    machine cannot see: its workers check it when they load it."""
+    if config is None or "dataflow" in runner.lower():
+        return
+    try:
+        limit = model_input_limit(config.model_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"--embedding_model {error}") from None
+    if limit is not None and config.max_seq_length > limit:
+        raise UserError(
+            f"--max_seq_length {config.max_seq_length} is more than the embedding model takes "
+            f"({limit} word pieces, {config.model_dir})"
+        )
 
 
 def semantic_config(options: DigestflowOptions) -> SemanticConfig | None:

@@ -79,7 +79,7 @@ def iter_records_file(path: str) -> Iterator[pa.Table]:
     a --no_embeddings run, or of a text whose embedding failed). A column with no vector at
     all (the Parquet statistics say so) is rebuilt as nulls; otherwise the file is read
     through DuckDB, which returns a variable list, rebuilt here as the fixed-size list of
-    the file's schema (pyarrow's own cast of a mostly-null column costs ~0.6 s per 50k rows).
+    the file's schema (pyarrow's own cast of a mostly-null column is slow: docs/design.md).
     """
     with FileSystems.open(path) as fh:
         parquet = pq.ParquetFile(fh)

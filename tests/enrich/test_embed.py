@@ -18,6 +18,7 @@ from transforms.enrich.embed import (
     SentenceTransformerHandler,
     default_model_dir,
     embedding_text,
+    model_input_limit,
 )
 from transforms.metrics import EMBED_NAMESPACE
 from transforms.schema import EMBEDDING_DIM
@@ -168,3 +169,32 @@ def test_failed_batches_become_one_failure_per_key():
 def _assert_failed_includes_b(failed: list[tuple[str, bool]]) -> None:
     assert ("b", True) in failed
     assert all(message_has_boom for _, message_has_boom in failed)
+
+
+def test_a_text_the_model_cannot_take_fails_alone_not_its_batch():
+    # Past the model's 512 position embeddings the real model raises on that text: the batch
+    # is embedded again text by text, so only the long text fails.
+    config = EmbedConfig(max_seq_length=100_000, batch_size=4)
+    long_text = " ".join(f"token{i}" for i in range(900))
+    pairs = [(k, TEXTS[k]) for k in sorted(TEXTS)][:3] + [("long", long_text)]
+    pipeline = fn_api_pipeline()
+    out = pipeline | beam.Create(pairs) | EmbedTexts(config)
+    ok_keys = out.embeddings | "OkKeys" >> beam.Map(lambda kv: kv[0])
+    assert_that(ok_keys, equal_to([k for k, _ in pairs[:3]]), label="Embedded")
+    failed = out.failures | "Failed" >> beam.Map(lambda kv: (kv[0], kv[1].split(":")[0]))
+    assert_that(failed, equal_to([("long", "embedding failed")]), label="FailedAlone")
+    result = pipeline.run()
+    result.wait_until_finish()
+    query = MetricsFilter().with_name("batches_retried_text_by_text")
+    assert sum(c.committed for c in result.metrics().query(query)["counters"]) == 1
+
+
+def test_model_input_limit_reads_the_model_files(tmp_path):
+    assert model_input_limit(default_model_dir()) == 512
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        model_input_limit(str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="no modules.json"):
+        model_input_limit(str(tmp_path))
+    (tmp_path / "modules.json").write_text("not json")
+    with pytest.raises(ValueError, match="modules.json is unreadable"):
+        model_input_limit(str(tmp_path))

