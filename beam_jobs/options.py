@@ -22,7 +22,7 @@ from transforms.enrich.embed import EmbedConfig, model_input_limit
 from transforms.enrich.encoders import CLI_BACKENDS, missing_runtime
 from transforms.enrich.semantic.rule import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
 from transforms.enrich.semantic.rule import SemanticConfig
-from transforms.enrich.tags.tagging import Taxonomy, load_tag_examples, load_taxonomy
+from transforms.enrich.tags.taxonomy import Taxonomy, load_tag_examples, load_taxonomy
 
 
 class DigestflowOptions(PipelineOptions):

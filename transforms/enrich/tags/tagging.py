@@ -9,13 +9,7 @@ import apache_beam as beam
 from transforms.enrich.embed import EmbedConfig, EmbedTexts
 from transforms.enrich.tags.head import build_tag_model, example_pairs
 from transforms.enrich.tags.scoring import Prototypes, prototype_pairs, tag_paper
-from transforms.enrich.tags.taxonomy import (
-    Taxonomy,
-    # Transitional shim (issue #12): beam_jobs/options.py imports it from here; import it
-    # from transforms.enrich.tags (or .taxonomy) instead, then delete this line.
-    load_tag_examples,  # noqa: F401
-    load_taxonomy,
-)
+from transforms.enrich.tags.taxonomy import Taxonomy, load_taxonomy
 
 
 class _TagDoFn(beam.DoFn):
