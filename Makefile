@@ -16,11 +16,13 @@ export TRANSFORMERS_OFFLINE := 1
 setup: $(STAMP)
 
 # torch first: its CPU wheel is on disk; letting pip pick torch itself pulls a multi-GB CUDA build.
+# Then the model's ONNX export for the default embedding backend (openvino), made once here.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c "from transforms.enrich.embed import export_model; export_model()"
 	touch $(STAMP)
 
 run: $(STAMP)

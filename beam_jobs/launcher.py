@@ -37,6 +37,7 @@ from beam_jobs.options import (
     check_embedding_model,
     dedup_config,
     embed_config,
+    is_remote_runner,
     semantic_config,
     taxonomy,
     unknown_options,
@@ -47,6 +48,7 @@ from beam_jobs.store.tables import finalize_tables, table_files
 from beam_jobs.summary import check_complete, counters, summarize, unchanged_summary, write_summary
 from transforms.dedup.duplicates import DedupConfig
 from transforms.enrich.embed import EmbedConfig
+from transforms.enrich.encoders import default_cache_dir
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.enrich.tags.tagging import Taxonomy
 from transforms.incremental.read_back import UpdateSources
@@ -216,6 +218,15 @@ def start_update(
     return running, sources
 
 
+def prototype_cache(job: Job) -> str | None:
+    """Where a local run keeps the taxonomy's embedded texts between runs (beside the ONNX
+    exports); a remote job embeds them on its workers."""
+    if job.embed is None or is_remote_runner(job.options.view_as(StandardOptions).runner):
+        return None
+    root = job.embed.cache_dir or str(default_cache_dir())
+    return os.path.join(root, "prototypes")
+
+
 # ---- run -------------------------------------------------------------------------------
 
 
@@ -245,6 +256,7 @@ def run(argv: list[str]) -> dict[str, Any] | None:
         semantic=job.semantic,
         previous=sources,
         update_part=running.part_file if running is not None else None,
+        prototype_cache=prototype_cache(job),
     )
     try:
         part = running.wait_planned() if running is not None else None

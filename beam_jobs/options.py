@@ -19,7 +19,7 @@ from transforms.dedup.duplicates import DedupConfig
 from transforms.dedup.lsh import DEFAULT_SHARDS
 from transforms.dedup.minhash import MinHashConfig
 from transforms.enrich.embed import EmbedConfig, model_input_limit
-from transforms.enrich.encoders import CLI_BACKENDS, missing_runtime
+from transforms.enrich.encoders import CLI_BACKENDS, DEFAULT_BACKEND, missing_runtime
 from transforms.enrich.semantic.rule import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.enrich.tags.taxonomy import Taxonomy, load_tag_examples, load_taxonomy
@@ -106,10 +106,12 @@ class DigestflowOptions(PipelineOptions):
         parser.add_argument(
             "--embedding_backend",
             choices=CLI_BACKENDS,
-            default="torch",
-            help="torch (sentence-transformers), or the same model exported once to ONNX "
-            "(into ~/.cache/digestflow) and run by onnx (ONNX Runtime) or openvino: same "
-            "vectors, faster encode on CPU (docs/benchmarks.md); needs the 'onnx' or 'openvino' extra.",
+            default=DEFAULT_BACKEND,
+            help=f"{DEFAULT_BACKEND} (default): the model exported once to ONNX (into "
+            "~/.cache/digestflow; `make setup` and the container do it ahead) and run by "
+            "OpenVINO; onnx: the same export run by ONNX Runtime (the 'onnx' extra); torch: "
+            "sentence-transformers itself. All give the same vectors (docs/benchmarks.md); an "
+            "update must use the backend of the output it extends.",
         )
         parser.add_argument(
             "--text_template",
@@ -238,12 +240,17 @@ def embed_config(options: DigestflowOptions) -> EmbedConfig | None:
         raise UserError(str(error)) from None
 
 
+def is_remote_runner(runner: str) -> bool:
+    """True when the job runs on other machines (Dataflow), whose disks this one cannot see."""
+    return "dataflow" in runner.lower()
+
+
 def check_embedding_model(config: EmbedConfig | None, runner: str) -> None:
     """Before a local run starts: the model directory holds a model whose inputs can be
     ``--max_seq_length`` word pieces long (longer ones overflow its position embeddings and
     fail their whole batch). A Dataflow job's model lives in the worker image, which this
     machine cannot see: its workers check it when they load it."""
-    if config is None or "dataflow" in runner.lower():
+    if config is None or is_remote_runner(runner):
         return
     try:
         limit = model_input_limit(config.model_dir)

@@ -69,6 +69,7 @@ def build_pipeline(
     semantic: SemanticConfig | None = None,
     previous: UpdateSources | None = None,
     update_part: UpdatePartSource | None = None,
+    prototype_cache: str | None = None,
 ) -> PipelineOutputs:
     """Wire the job, writing its tables under the version directory ``output``.
 
@@ -78,6 +79,7 @@ def build_pipeline(
     for reuse, and skips new records the update's plan joined to known clusters (the rest
     is copied beside the pipeline, see :mod:`beam_jobs.incremental`); ``update_part`` is that
     part (or the path of its file), for the revision merge to skip what the full run skips.
+    ``prototype_cache`` keeps the taxonomy's embedded texts between local runs.
     """
     parsed = p | "ReadDigests" >> ReadDigests(inputs) | "ParseDigests" >> ParseDigests(digest_year)
     records, known_embeddings = parsed.records, None
@@ -103,7 +105,7 @@ def build_pipeline(
     if embed is not None:
         dim = model_embedding_dim(embed.model_dir)
         papers = rows | "EmbedAndTagPapers" >> EmbedAndTagPapers(
-            embed, topics, semantic, known_embeddings, update_part
+            embed, topics, semantic, known_embeddings, update_part, prototype_cache
         )
         rows = papers.rows
         if papers.merges is not None:

@@ -12,11 +12,14 @@ from pathlib import Path
 import apache_beam as beam
 import numpy as np
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
 from bench.tags import read_seed_papers
+from transforms.enrich.embed import EmbedConfig
+from transforms.enrich.tags.cache import cache_file, load_vectors, store_vectors
 from transforms.enrich.tags.calibration import calibrate, evaluate_tags
 from transforms.enrich.tags.evaluation import (
     cross_validate,
@@ -553,3 +556,46 @@ def test_tag_examples_option(tmp_path):
     path = tmp_path / "examples.jsonl"
     path.write_text("\n".join(_example_lines(10)), encoding="utf-8")
     assert len(taxonomy_option(parse(f"--tag_examples={path}")).examples) == 10
+
+
+# --------------------------------------------------------------------------- prototype cache
+
+
+def _tag_with_cache(rows, taxonomy, cache_dir) -> tuple[list, int]:
+    """(tags of every row, texts the pipeline embedded) for one TagPapers run."""
+    pipeline = test_pipeline.TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    tagged = pipeline | beam.Create(rows) | TagPapers(taxonomy, cache_dir=str(cache_dir))
+    dump = cache_dir / "tagged.json"
+    _ = tagged | beam.combiners.ToList() | beam.Map(lambda t: dump.write_text(json.dumps(t)))
+    result = pipeline.run()
+    result.wait_until_finish()
+    query = MetricsFilter().with_name("embedded_texts")
+    embedded = sum(c.committed for c in result.metrics().query(query)["counters"])
+    return sorted(json.loads(dump.read_text())), embedded
+
+
+def test_prototype_vectors_are_cached_between_runs(taxonomy, embedder, tmp_path):
+    handler, model = embedder
+    texts = ["Speech recognition with transducers.", "Message passing on citation graphs."]
+    vectors = handler.run_inference(texts, model)
+    rows = [(f"p{i}", v, t, t, ()) for i, (t, v) in enumerate(zip(texts, vectors, strict=True))]
+    first, embedded_first = _tag_with_cache(rows, taxonomy, tmp_path)
+    assert embedded_first == len(prototype_pairs(taxonomy))
+    assert len(list(tmp_path.glob("prototypes-*.npy"))) == 1
+    second, embedded_second = _tag_with_cache(rows, taxonomy, tmp_path)
+    assert embedded_second == 0, "a cache hit embeds nothing"
+    assert second == first
+
+
+def test_prototype_cache_key_and_damage(tmp_path):
+    config = EmbedConfig()
+    path = cache_file(str(tmp_path), config, ["a", "b"])
+    assert path != cache_file(str(tmp_path), config, ["a", "c"])
+    assert path != cache_file(str(tmp_path), EmbedConfig(max_seq_length=128), ["a", "b"])
+    assert path != cache_file(str(tmp_path), EmbedConfig(backend="onnx"), ["a", "b"])
+    assert load_vectors(path, 2) is None  # absent
+    store_vectors(path, np.ones((2, 4), np.float32))
+    assert load_vectors(path, 2).shape == (2, 4)
+    assert load_vectors(path, 3) is None  # other texts
+    path.write_bytes(b"not numpy")
+    assert load_vectors(path, 2) is None  # damaged: a miss, re-embedded

@@ -29,7 +29,13 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
-from transforms.enrich.encoders import BACKENDS, load_encoder
+from transforms.enrich.encoders import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    default_cache_dir,
+    ensure_exported,
+    load_encoder,
+)
 from transforms.metrics import EMBED_NAMESPACE, counter
 from transforms.schema import EMBEDDING_DIM
 from transforms.text import clean_text
@@ -156,7 +162,7 @@ class EmbedConfig:
     text_template: str = TEXT_TEMPLATE
     batch_size: int = 256
     encode_batch_size: int = 32
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
     device: str = "cpu"
     cache_dir: str | None = None
 
@@ -180,6 +186,16 @@ class EmbedConfig:
     def text(self, title: str, abstract: str) -> str:
         """The text to embed for a paper under this config (see :func:`embedding_text`)."""
         return embedding_text(title, abstract, self.text_template)
+
+
+def export_model(config: EmbedConfig | None = None) -> Path | None:
+    """Export ``config``'s model for its ONNX backend into the cache now (``make setup`` and
+    the container image do this, so no run or worker pays for it); None for torch."""
+    config = config or EmbedConfig()
+    if config.backend == "torch":
+        return None
+    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    return ensure_exported(config.model_dir, cache, quantized=config.backend == "onnx-int8")
 
 
 def embedding_text(title: str, abstract: str, template: str = TEXT_TEMPLATE) -> str:

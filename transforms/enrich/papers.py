@@ -52,17 +52,20 @@ class EmbedAndTagPapers(beam.PTransform):
         semantic: SemanticConfig | None = None,
         known_embeddings: beam.PCollection | None = None,
         update_part: UpdatePartSource | None = None,
+        prototype_cache: str | None = None,
     ) -> None:
         """``known_embeddings``: Arrow tables of the ``embeddings`` table of an earlier run
         (:class:`transforms.incremental.read_back.ReadPreviousVersion`): those texts are not
         embedded again. ``update_part``: see :class:`transforms.enrich.semantic.merges.
-        RevisionMerges`."""
+        RevisionMerges`. ``prototype_cache``: the directory of
+        :mod:`transforms.enrich.tags.cache` (None: embed the taxonomy in this pipeline)."""
         super().__init__()
         self._config = config
         self._taxonomy = taxonomy
         self._semantic = semantic
         self._known_embeddings = known_embeddings
         self._update_part = update_part
+        self._prototype_cache = prototype_cache
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         template = self._config.text_template
@@ -85,7 +88,7 @@ class EmbedAndTagPapers(beam.PTransform):
         tagged = (
             with_embeddings
             | "TagInputs" >> beam.FlatMap(_tag_input)
-            | "TagPapers" >> TagPapers(self._taxonomy, self._config)
+            | "TagPapers" >> TagPapers(self._taxonomy, self._config, self._prototype_cache)
             | "KeyTags" >> beam.Map(lambda t: (t[0], (t[1], t[2])))
         )
         joined = {
