@@ -20,6 +20,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
+    DirectOptions,
     GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
@@ -43,7 +44,8 @@ from beam_jobs.options import (
     unknown_options,
 )
 from beam_jobs.pipeline import build_pipeline
-from beam_jobs.store import versions
+from beam_jobs.store import commits, versions
+from beam_jobs.store.commits import ConcurrentCommit
 from beam_jobs.store.tables import finalize_tables, table_files
 from beam_jobs.summary import check_complete, counters, summarize, unchanged_summary, write_summary
 from transforms.dedup.duplicates import DedupConfig
@@ -52,9 +54,11 @@ from transforms.enrich.encoders import default_cache_dir
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.enrich.tags.tagging import Taxonomy
 from transforms.incremental.read_back import UpdateSources
+from transforms.schema import TABLES
 
 # The in-process FnApiRunner: plain DirectRunner first tries to download Prism (offline: noise).
 DEFAULT_RUNNER = "FnApiRunner"
+MAX_WORKERS_PER_CORE = 4
 KEEP_VERSIONS = 2  # the current one, and the one a reader may still be scanning
 
 
@@ -104,6 +108,14 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
         raise UserError("--output is required (a directory)")
     if ours.output_shards < 1:
         raise UserError("--output_shards must be >= 1")
+    workers = options.view_as(DirectOptions).direct_num_workers
+    limit = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if not 0 <= workers <= limit:
+        # the in-process runner starts every worker at once: hundreds of them never finish
+        raise UserError(
+            f"--direct_num_workers must be from 0 (one per core) to {limit} on this machine, "
+            f"got {workers}"
+        )
     return options
 
 
@@ -177,7 +189,6 @@ def plan_target(job: Job) -> RunTarget:
                 "or template must not do; translate the job without --incremental"
             )
         found = new_dumps(ours.output, inputs, job.settings)
-        versions.delete_dir(found.root)  # left by a failed attempt: no manifest points there
         return RunTarget(
             # the pipeline matches its inputs again: exactly these files, not globs
             [exact_pattern(path) for path in found.new_files],
@@ -292,13 +303,23 @@ def commit(
     (and a failed run) keep the previous version."""
     finalize_tables(target.root)
     write_summary(target.root, summary)
-    manifest = versions.Manifest(
-        version=target.version,
-        root=versions.version_name(target.version),
-        extra={"settings": settings, "created": dt.datetime.now(dt.UTC).isoformat()},
-    )
-    versions.publish(output, manifest)
+    extra = {"settings": settings, "created": dt.datetime.now(dt.UTC).isoformat()}
+    try:
+        versions.publish(output, listing_manifest(output, target.version, target.root, extra))
+    except ConcurrentCommit:
+        versions.delete_dir(target.root)  # never published: nobody reads it
+        raise
     versions.retire_versions(output, target.version, keep=KEEP_VERSIONS)
+
+
+def listing_manifest(
+    output: str, version: int, root: str, extra: dict[str, Any]
+) -> versions.Manifest:
+    """The manifest of the finished version directory ``root``, listing its every data file
+    (so readers use exactly those, and refuse the version if one goes missing)."""
+    files = {table: table_files(root, table) for table in TABLES}
+    extra = {**extra, "files": commits.describe_files(output, files)}
+    return versions.Manifest(version, root.rstrip("/").rsplit("/", 1)[-1], extra)
 
 
 def publish_translated_run(output: str) -> int:
@@ -312,5 +333,5 @@ def publish_translated_run(output: str) -> int:
         raise UserError(f"{output!r} has no finished job output in {versions.version_name(1)}/")
     finalize_tables(root)
     created = dt.datetime.now(dt.UTC).isoformat()
-    versions.publish(output, versions.Manifest(1, versions.version_name(1), {"created": created}))
+    versions.publish(output, listing_manifest(output, 1, root, {"created": created}))
     return 1

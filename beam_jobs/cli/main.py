@@ -1,13 +1,17 @@
 """``digestflow`` command line: parse the command and dispatch it (run | sql | catalog |
 report | similar | publish | generate). Thin over the library: query commands never import
-the pipeline (and with it torch)."""
+the pipeline (and with it torch). Every failure a user can cause, from a bad option value to
+a damaged output directory, ends as one ``digestflow: error:`` line and exit status 2."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -19,41 +23,55 @@ from beam_jobs.query import catalog
 from beam_jobs.synthetic.generator import GeneratorConfig, generate
 
 
+@contextlib.contextmanager
+def reading(output: str, what: str = "reading") -> Iterator[None]:
+    """Errors of reading an output, as the user's errors: a missing output, or a DuckDB
+    error the checks before the views could not foresee (a damaged data page)."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    except duckdb.Error as error:
+        raise UserError(f"{what} {output} failed: {error}") from None
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     if args.query is None:
-        try:
+        with reading(args.dir):
             connection = catalog.connect(args.dir)
-        except FileNotFoundError as error:
-            raise UserError(str(error)) from None
         try:
             return sql_shell(connection, sys.stdin, sys.stdout)
         finally:
             connection.close()
+    with reading(args.dir):
+        connection = catalog.connect(args.dir)
     try:
-        columns, rows = catalog.query(args.dir, args.query)
-    except FileNotFoundError as error:
-        raise UserError(str(error)) from None
+        cursor = connection.execute(args.query)
+        if cursor is None:  # DuckDB's answer to a query of only blanks, ';' or comments
+            raise UserError("the query holds no SQL statement")
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        rows = cursor.fetchall()
     except duckdb.Error as error:
         raise UserError(f"SQL error: {error}") from None
+    finally:
+        connection.close()
     print_rows(columns, rows, args.format)
     return 0
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    try:
+    with reading(args.dir):
         if args.sql:
             print(catalog.catalog_script(args.dir), end="")
             return 0
         connection = catalog.connect(args.dir)
-    except FileNotFoundError as error:
-        raise UserError(str(error)) from None
-    try:
-        rows = connection.execute(
-            "SELECT table_name AS view, column_name AS column, data_type AS type "
-            "FROM information_schema.columns ORDER BY table_name, ordinal_position"
-        ).fetchall()
-    finally:
-        connection.close()
+        try:
+            rows = connection.execute(
+                "SELECT table_name AS view, column_name AS column, data_type AS type "
+                "FROM information_schema.columns ORDER BY table_name, ordinal_position"
+            ).fetchall()
+        finally:
+            connection.close()
     print_rows(["view", "column", "type"], rows, args.format)
     return 0
 
@@ -66,10 +84,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.html:
         from beam_jobs.query import report_html
 
-        try:
+        with reading(args.dir, "the report over"):
             written = report_html.write_report(args.dir, args.html)
-        except FileNotFoundError as error:
-            raise UserError(str(error)) from None
         print(f"wrote {written}")
         return 0
     if not args.name:
@@ -77,27 +93,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.sql:
         print(catalog.report_sql(args.name), end="")
         return 0
-    try:
+    with reading(args.dir, f"report {args.name} over"):
         columns, rows = catalog.report(args.dir, args.name)
-    except FileNotFoundError as error:
-        raise UserError(str(error)) from None
     print_rows(columns, rows, args.format)
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
+    with reading(args.dir):
+        catalog.searchable_dim(args.dir)  # before the model loads: no embeddings, no search
+    if args.model is not None and not os.path.isdir(args.model):
+        raise UserError(f"--model {args.model}: no such directory")
+
     from sentence_transformers import SentenceTransformer
 
     from transforms.enrich.embed import EmbedConfig
 
     config = EmbedConfig(**({"model": args.model} if args.model else {}))
-    model = SentenceTransformer(config.model_dir, device="cpu")
+    try:
+        model = SentenceTransformer(config.model_dir, device="cpu", local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"--model {config.model_dir}: not a usable model ({message})") from None
     model.max_seq_length = config.max_seq_length
     vector = model.encode([args.text], normalize_embeddings=True)[0]
-    try:
+    with reading(args.dir, "searching"):
         columns, rows = catalog.similar(args.dir, vector, args.k)
-    except FileNotFoundError as error:
-        raise UserError(str(error)) from None
     print(format_table(columns, rows))
     return 0
 
@@ -112,6 +133,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory")
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
             raise UserError(f"{out} is not empty; pass --overwrite to replace it")
@@ -153,8 +176,35 @@ def cmd_run(beam_argv: list[str]) -> int:
     return 0
 
 
+# ``similar`` prints its matches as a table: more than this is a dump, not a search result.
+MAX_SIMILAR = 1000
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's own errors as the CLI's one error line (it would print the usage first),
+    for the subcommands' parsers too: ``add_subparsers`` makes them of this class."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def whole_number(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="digestflow",
         description="Digest dumps of ML papers -> a deduplicated Parquet corpus you query with DuckDB.",
     )
@@ -190,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("similar", help="canonical papers closest in meaning to a text")
     sim.add_argument("dir", help="output directory of a run (with embeddings)")
     sim.add_argument("text", help="free text or a title")
-    sim.add_argument("-k", type=int, default=10, help="how many papers")
+    sim.add_argument(
+        "-k",
+        type=whole_number(1, MAX_SIMILAR),
+        default=10,
+        help=f"how many papers (1 to {MAX_SIMILAR})",
+    )
     sim.add_argument("--model", default=None, help="the model the run used (default: packaged)")
     pub = sub.add_parser(
         "publish", help="make the output of a Flex Template job readable (write its manifest)"
@@ -228,8 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         }
         return commands[args.command](args)
     except (UserError, ValueError) as error:
-        print(f"digestflow: error: {error}", file=sys.stderr)
+        print(f"digestflow: error: {one_line(str(error))}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # the machine's side of a user's problem: a full disk, a path that is not allowed
+        print(f"digestflow: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+
+
+def one_line(message: str) -> str:
+    """A message on one line (DuckDB's span several: the error, the query, a ``^`` marker)."""
+    lines = [line.strip() for line in message.splitlines()]
+    return " ".join(line for line in lines if line.strip("^ ")) or "failed"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import TextIO
 import duckdb
 
 from beam_jobs.cli.formatting import format_table
+from beam_jobs.errors import UserError
 from beam_jobs.query import catalog
 
 SHELL_HELP = """statements end with ';' and may span lines. Views: records, clusters, dead_letter,
@@ -18,7 +19,8 @@ def sql_shell(connection: duckdb.DuckDBPyConnection, stdin: TextIO, stdout: Text
     """A small SQL shell over the loaded views (the ``duckdb`` CLI is a separate install; this
     one needs nothing but the Python package). Reads ``;``-terminated statements from
     ``stdin``: prompts and line editing on a terminal, a plain script when piped. Errors are
-    printed and the shell goes on; piped input that had an error exits with status 2."""
+    printed and the shell goes on; piped input that had an error ends in one
+    :class:`UserError` counting the failures (the CLI's error line, exit status 2)."""
     interactive = stdin.isatty()
 
     def read_line(prompt: str) -> str | None:
@@ -34,26 +36,31 @@ def sql_shell(connection: duckdb.DuckDBPyConnection, stdin: TextIO, stdout: Text
 
     if interactive:
         print(f"digestflow SQL shell (DuckDB {duckdb.__version__}); {SHELL_HELP}", file=stdout)
-    failed = False
+    failed = 0
     buffer: list[str] = []
     while (line := read_line("...> " if buffer else "sql> ")) is not None:
         if not buffer and line.strip().startswith("."):
             if line.strip() in (".quit", ".exit"):
                 break
-            failed |= not _shell_command(connection, line.strip(), stdout)
+            failed += not _shell_command(connection, line.strip(), stdout)
             continue
         buffer.append(line)
         if line.rstrip().endswith(";"):
-            failed |= not _shell_execute(connection, "".join(buffer), stdout)
+            failed += not _shell_execute(connection, "".join(buffer), stdout)
             buffer = []
     if "".join(buffer).strip():
-        failed |= not _shell_execute(connection, "".join(buffer), stdout)
-    return 2 if failed and not interactive else 0
+        failed += not _shell_execute(connection, "".join(buffer), stdout)
+    if failed and not interactive:
+        plural = "s" if failed != 1 else ""
+        raise UserError(f"{failed} statement{plural} of the script failed (errors above)")
+    return 0
 
 
 def _shell_execute(connection: duckdb.DuckDBPyConnection, sql: str, stdout: TextIO) -> bool:
     try:
         cursor = connection.execute(sql)
+        if cursor is None:  # only blanks, ';' or comments: nothing ran
+            return True
         rows = cursor.fetchall() if cursor.description else None
     except duckdb.Error as error:
         print(f"SQL error: {error}", file=stdout)

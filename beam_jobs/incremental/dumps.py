@@ -78,7 +78,7 @@ def new_dumps(output: str, patterns: list[str], settings: dict[str, Any]) -> New
             "an update must use the settings of the output it extends (else the result "
             "would differ from one full run); differing: " + "; ".join(differences)
         )
-    previous_root = FileSystems.join(output, manifest.root)
+    previous_root = versions.verified_root(output, manifest)  # refuses a damaged version
     known = ingested(previous_root)
     new_files, skipped, changed, retried = [], [], [], []
     for path in _matched_paths(patterns):
@@ -109,7 +109,7 @@ def new_dumps(output: str, patterns: list[str], settings: dict[str, Any]) -> New
         previous=manifest,
         previous_root=previous_root,
         version=version,
-        root=FileSystems.join(output, versions.version_name(version)),
+        root=FileSystems.join(output, versions.attempt_name(version)),
         new_files=new_files,
         skipped=skipped,
         retried=retried,

@@ -3,64 +3,171 @@ named reports (documented SQL files shipped in ``beam_jobs/query/reports/``).
 
 Everything that knows where a table lives or what a view means is here, so the CLI, the HTML
 report and a user's own notebook (``digestflow catalog DIR --sql``) all see the same views.
+Before any view is made, the current version is checked as a reader can check it: every
+Parquet footer readable, no table left without files, and the row counts the run summary
+records; a damaged output is one :class:`~beam_jobs.store.versions.DamagedOutput` naming
+the file, never a traceback halfway through a query.
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import os
+from dataclasses import dataclass
 from importlib import resources
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.errors import UserError
 from beam_jobs.store import versions
-from beam_jobs.store.tables import table_files, table_glob
+from beam_jobs.store.tables import table_dir, table_files, table_glob
+from beam_jobs.store.versions import DamagedOutput, recovery_hint
 from transforms.schema import TABLES
+
+# The papers view joins these two: an output without either cannot be queried.
+REQUIRED_TABLES = ("records", "clusters")
+# run_summary.json counts the rows written to these tables (checked before publishing),
+# so a table holding fewer has lost a file.
+SUMMARY_ROWS = {"records": "rows_written", "clusters": "clusters"}
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def stored_embedding_dim(output: str) -> int | None:
-    """The fixed size of the records' embedding column of the current version."""
-    return _embedding_dim_at(versions.current_root(output))
+def _literal(path: str) -> str:
+    """``path`` as a DuckDB file argument: DuckDB globs every path it is given."""
+    return glob.escape(path)
 
 
-def _embedding_dim_at(root: str) -> int | None:
-    """Read from a Parquet footer (local or gs://)."""
-    files = table_files(root, "records")
-    if not files:
-        return None
-    with FileSystems.open(files[0]) as fh:
-        schema = pq.read_schema(fh)
+@dataclass(frozen=True)
+class Version:
+    """The current version of an output as the views see it."""
+
+    output: str
+    root: str  # absolute (or a gs:// URI)
+    files: dict[str, list[str]]  # table -> its Parquet files, for tables that have any
+    embedding_dim: int | None
+
+
+def current_version(output: str, connection: duckdb.DuckDBPyConnection | None = None) -> Version:
+    """The current version of ``output``, checked (see the module doc). The manifest is read
+    once, so every view made from the result reads the same version even while an update
+    publishes a new one."""
+    root = absolute_path(versions.current_root(output))  # NotAnOutput, DamagedOutput
+    files: dict[str, list[str]] = {}
+    for name in TABLES:
+        found = table_files(root, name)
+        if found:
+            files[name] = found
+        elif name in REQUIRED_TABLES or _local_dir(table_dir(root, name)):
+            # every finished run leaves each table at least one (maybe empty) file; a table
+            # with no directory at all was written before that table existed
+            raise DamagedOutput(
+                f"{table_dir(root, name)} holds no Parquet files (a finished run leaves at "
+                f"least one): they were deleted; {recovery_hint(output)}"
+            )
+    own = connection is None
+    connection = duckdb.connect() if own else connection
+    try:
+        _check_footers(output, root, files, connection)
+    finally:
+        if own:
+            connection.close()
+    return Version(output, root, files, _embedding_dim(output, files["records"][0]))
+
+
+def _local_dir(path: str) -> bool:
+    return not versions.is_remote(path) and os.path.isdir(path)
+
+
+def _damaged_file(output: str, path: str, error: Exception) -> DamagedOutput:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = reason.replace(f" '{_literal(path)}'", "").replace(f" '{path}'", "")
+    return DamagedOutput(
+        f"{path} is not a readable Parquet file ({reason}); {recovery_hint(output)}"
+    )
+
+
+def _check_footers(
+    output: str, root: str, files: dict[str, list[str]], connection: duckdb.DuckDBPyConnection
+) -> None:
+    """Every file's footer parses (a truncated or overwritten file fails here, not in the
+    middle of someone's query), and the tables the run summary counts hold those rows."""
+    every = [path for paths in files.values() for path in paths]
+    sql = "SELECT file_name, num_rows FROM parquet_file_metadata(?)"
+    try:
+        # one statement: DuckDB reads the footers in parallel (it matters on gs://)
+        rows = dict(connection.execute(sql, [[_literal(p) for p in every]]).fetchall())
+    except duckdb.Error as error:
+        for path in every:  # which file it was, named by us rather than by the message
+            try:
+                connection.execute(sql, [[_literal(path)]]).fetchall()
+            except duckdb.Error as per_file:
+                raise _damaged_file(output, path, per_file) from None
+        raise _damaged_file(output, root, error) from None
+    summary_path = FileSystems.join(root, versions.SUMMARY_FILE)
+    summary = _read_summary(summary_path)
+    for table, key in SUMMARY_ROWS.items():
+        expected = summary.get(key)
+        if table not in files or not isinstance(expected, int):
+            continue
+        held = sum(rows.get(path, 0) for path in files[table])
+        if held != expected:
+            raise DamagedOutput(
+                f"{table_dir(root, table)} holds {held} rows, but {summary_path} says "
+                f"{expected} were written: a Parquet file is missing; {recovery_hint(output)}"
+            )
+
+
+def _read_summary(path: str) -> dict:
+    """The run summary, or nothing to check against (a detached job writes none)."""
+    try:
+        with FileSystems.open(path) as fh:
+            summary = json.loads(fh.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def _embedding_dim(output: str, path: str) -> int | None:
+    """The fixed size of the records' embedding column, from a Parquet footer's Arrow
+    schema (local or gs://): DuckDB reads the column as a variable-size list."""
+    try:
+        with FileSystems.open(path) as fh:
+            schema = pq.read_schema(fh)
+    except (OSError, pa.ArrowException) as error:
+        raise _damaged_file(output, path, error) from None
     if "embedding" not in schema.names:
         return None
     return getattr(schema.field("embedding").type, "list_size", None)
 
 
-def view_statements(output: str) -> list[str]:
-    """CREATE VIEW statements, pasteable into the plain ``duckdb`` CLI or a notebook.
+def stored_embedding_dim(output: str) -> int | None:
+    """The fixed size of the records' embedding column of the current version."""
+    return current_version(output).embedding_dim
 
-    The manifest is read once, so every view reads the same version even while an update
-    publishes a new one. DuckDB reads a Parquet fixed-size list as FLOAT[]; the records
-    view casts the embedding to FLOAT[dim] so ``array_cosine_similarity`` works on it. A
-    table an output has no files for (written before that table existed) gets no view,
-    rather than failing every query.
-    """
-    root = versions.current_root(output)
+
+def _views(version: Version) -> list[str]:
+    """DuckDB reads a Parquet fixed-size list as FLOAT[]; the records view casts the
+    embedding to FLOAT[dim] so ``array_cosine_similarity`` works on it. A table an output
+    has no files for (written before that table existed) gets no view, rather than failing
+    every query."""
 
     def source(name: str) -> str:
-        return f"read_parquet({_quote(absolute_path(table_glob(root, name)))})"
+        return f"read_parquet({_quote(table_glob(version.root, name))})"
 
-    dim = _embedding_dim_at(root)
+    dim = version.embedding_dim
     cast = f" REPLACE (embedding::FLOAT[{dim}] AS embedding)" if dim else ""
     statements = [f"CREATE OR REPLACE VIEW records AS SELECT *{cast} FROM {source('records')}"]
     statements += [
         f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source(name)}"
         for name in TABLES
-        if name != "records" and table_files(root, name)
+        if name != "records" and name in version.files
     ]
     statements.append(
         "CREATE OR REPLACE VIEW papers AS SELECT r.*, c.size AS cluster_size, "
@@ -70,12 +177,22 @@ def view_statements(output: str) -> list[str]:
     return statements
 
 
+def view_statements(output: str) -> list[str]:
+    """CREATE VIEW statements over the current version, pasteable into the plain ``duckdb``
+    CLI or a notebook."""
+    return _views(current_version(output))
+
+
 def connect(output: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views of ``output`` loaded."""
-    statements = view_statements(output)  # raises NotAnOutput (a FileNotFoundError)
     connection = duckdb.connect()
-    for statement in statements:
-        connection.execute(statement)
+    try:
+        # raises NotAnOutput (a FileNotFoundError) or DamagedOutput (a UserError)
+        for statement in _views(current_version(output, connection)):
+            connection.execute(statement)
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
@@ -84,6 +201,8 @@ def query(output: str, sql: str, params: list | None = None) -> tuple[list[str],
     connection = connect(output)
     try:
         cursor = connection.execute(sql, params or [])
+        if cursor is None:  # only blanks, ';' or comments: nothing ran
+            return [], []
         columns = [d[0] for d in cursor.description] if cursor.description else []
         return columns, cursor.fetchall()
     finally:
@@ -100,19 +219,48 @@ LIMIT ?
 """
 
 
+def searchable_dim(output: str) -> int:
+    """The embedding size of ``output``, refused with a clear message when no paper in it
+    has a vector (checked before anyone loads a model to search it)."""
+    connection = duckdb.connect()
+    try:
+        version = current_version(output, connection)
+        dim = version.embedding_dim
+        if dim:
+            for statement in _views(version):
+                connection.execute(statement)
+            sql = "SELECT 1 FROM records WHERE embedding IS NOT NULL LIMIT 1"
+            if connection.execute(sql).fetchall():
+                return int(dim)
+    finally:
+        connection.close()
+    manifest = versions.read_manifest(output)
+    settings = manifest.extra.get("settings") if manifest is not None else None
+    if isinstance(settings, dict) and settings.get("embedding") is None:
+        raise UserError("this output has no embeddings (it was built with --no_embeddings)")
+    raise UserError(
+        "this output has no embeddings (built with --no_embeddings, or every embedding "
+        f"batch failed: see embedding_failures in {versions.SUMMARY_FILE})"
+    )
+
+
 def similar(output: str, vector, k: int = 10) -> tuple[list[str], list[tuple]]:
     """Canonical papers ranked by cosine to ``vector`` (query text never enters the SQL)."""
-    dim = stored_embedding_dim(output)
-    if dim is None:
-        raise FileNotFoundError(f"{output!r} has no embeddings (run without --no_embeddings)")
-    return query(output, SIMILAR_SQL.format(dim=int(dim)), [list(map(float, vector)), k])
+    dim = searchable_dim(output)
+    if len(vector) != dim:
+        raise UserError(
+            f"the model gives {len(vector)}-dimensional vectors but this output's are "
+            f"{dim}-dimensional: pass the --model the run used"
+        )
+    return query(output, SIMILAR_SQL.format(dim=dim), [list(map(float, vector)), k])
 
 
 def catalog_script(output: str) -> str:
     """The view statements as one script, ``;``-terminated, with absolute paths: paste it into
     the plain ``duckdb`` CLI or ``duckdb.connect().execute(...)`` in a notebook."""
-    header = f"-- digestflow views over {absolute_path(versions.current_root(output))}\n"
-    return header + "".join(statement + ";\n" for statement in view_statements(output))
+    version = current_version(output)
+    header = f"-- digestflow views over {version.root}\n"
+    return header + "".join(statement + ";\n" for statement in _views(version))
 
 
 def absolute_path(path: str) -> str:

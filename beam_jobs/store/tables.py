@@ -7,10 +7,13 @@ there, the update reads and copies from there, and the catalog points DuckDB the
 
 from __future__ import annotations
 
+import glob
+import os
+
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.store.versions import delete_dir, is_remote
+from beam_jobs.store.versions import delete_dir, is_remote, listed_files
 from transforms.parquet import read_parquet_file, write_parquet_file
 from transforms.schema import TABLES
 
@@ -26,12 +29,30 @@ def temp_dir(root: str, table: str) -> str:
 
 
 def table_glob(root: str, table: str) -> str:
-    """A glob of the Parquet files of ``table`` in ``root`` (for DuckDB)."""
-    return FileSystems.join(table_dir(root, table), "*.parquet")
+    """A glob of the Parquet files of ``table`` in ``root`` (Beam's and DuckDB's syntax).
+    The directory is escaped, so an output named ``out[1]`` is that directory, not a
+    character class."""
+    return FileSystems.join(glob.escape(table_dir(root, table)), "*.parquet")
 
 
 def table_files(root: str, table: str) -> list[str]:
-    """The Parquet files of ``table`` in ``root``, sorted (local paths or gs:// URIs)."""
+    """The Parquet files of ``table`` in ``root``, sorted (local paths or gs:// URIs): for a
+    published version resolved by :func:`~beam_jobs.store.versions.current_root`, exactly the
+    files its commit record lists; else what the directory holds (a version being written)."""
+    listed = listed_files(root, table)
+    if listed is not None:
+        return sorted(listed)
+    directory = table_dir(root, table)
+    if not is_remote(directory):
+        # listed, not globbed: Beam's local match walks the whole tree above the first
+        # glob character of the path (and misses a relative one)
+        if not os.path.isdir(directory):
+            return []
+        return sorted(
+            os.path.join(directory, name)
+            for name in os.listdir(directory)
+            if name.endswith(".parquet") and os.path.isfile(os.path.join(directory, name))
+        )
     matched = FileSystems.match([table_glob(root, table)])[0].metadata_list
     return sorted(m.path for m in matched)
 

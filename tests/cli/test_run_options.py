@@ -75,7 +75,13 @@ def test_a_double_dash_gets_a_sensible_message(capsys, dump, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "option",
-    ["--threshold=abc", "--canonical_policy=newest", "--num_perm", "--direct_num_workers=x"],
+    [
+        "--threshold=abc",
+        "--canonical_policy=newest",
+        "--num_perm",
+        "--direct_num_workers=x",
+        "--direct_num_workers=383",
+    ],
 )
 def test_a_bad_option_value_is_one_line_not_the_usage(capsys, dump, tmp_path, option) -> None:
     out = tmp_path / "out"

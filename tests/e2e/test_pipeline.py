@@ -6,6 +6,7 @@ import bz2
 import gzip
 import json
 import os
+import shutil
 from pathlib import Path
 
 import apache_beam as beam
@@ -214,7 +215,9 @@ def test_refuses_to_mix_runs_without_overwrite(small_corpus: Path, tmp_path: Pat
     assert files and all(f.endswith(".parquet") for f in files)
     # The replacement is a new version: the old one stays readable (and intact had this
     # run failed) until the manifest switched; then only the new one is seen.
-    assert sorted(os.listdir(output)) == ["manifest.json", "v000001", "v000002"]
+    names = sorted(os.listdir(output))
+    assert names[:2] == ["commits", "manifest.json"]
+    assert [versions.version_number(n) for n in names[2:]] == [1, 2]
     assert versions.read_manifest(str(output)).version == 2
     (rows,) = catalog.query(str(output), "SELECT count(*) FROM records")[1][0]
     assert rows == summary["rows_written"]
@@ -235,7 +238,11 @@ def test_publish_makes_a_detached_jobs_output_readable(small_corpus: Path, tmp_p
 
     output = tmp_path / "out"
     summary = _run([str(small_corpus / "digest_*")], output, "--no_near_duplicates")
-    (output / "manifest.json").unlink()  # what a detached job leaves: no manifest
+    # what a detached job leaves: its v000001 directory, no manifest, no commit record
+    (output / "manifest.json").unlink()
+    shutil.rmtree(output / "commits")
+    (attempt,) = [p for p in output.iterdir() if versions.version_number(p.name) == 1]
+    attempt.rename(output / versions.version_name(1))
     with pytest.raises(versions.NotAnOutput):
         catalog.query(str(output), "SELECT 1")
     assert main(["publish", str(output)]) == 0

@@ -4,6 +4,7 @@ output without embeddings. (Reports with known answers: tests/test_reports.py.)"
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -118,6 +119,11 @@ def test_sql_shell_as_a_subprocess(output: str, dumps: Path) -> None:
 def test_an_output_from_before_a_table_existed_still_opens(output: str, tmp_path: Path):
     old = tmp_path / "old"
     shutil.copytree(output, old)
+    # such an output is older than the commit log too: no record, no file list
+    shutil.rmtree(old / "commits")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.pop("files", None)
+    (old / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(Path(table_dir(versions.current_root(str(old)), "dead_letter")))
     assert "dead_letter" not in " ".join(catalog.view_statements(str(old)))
     assert catalog.query(str(old), "SELECT count(*) FROM papers")[1][0][0] > 0
