@@ -154,6 +154,10 @@ def check_inputs(patterns: list[str]) -> None:
     local = [pattern for pattern in patterns if not versions.is_remote(pattern)]
     if not local:
         return
+    for pattern in local:
+        if os.path.isdir(pattern):  # matched as itself: it would be one unreadable "file"
+            suggestion = os.path.join(pattern, "*.txt")
+            raise UserError(f"--input {pattern} is a directory; did you mean {suggestion!r}?")
     results = FileSystems.match(local)
     empty = [r.pattern for r in results if not r.metadata_list]
     if empty:

@@ -42,7 +42,7 @@ from transforms.incremental.joined import ROLE_COLUMNS, JoinedCopy, joined_copie
 from transforms.incremental.part import NewTexts, PreviousIndex, UpdatePart, affected_part
 from transforms.ingest.lines import decompressed, parse_stream
 from transforms.ingest.parse import file_context
-from transforms.ingest.read import modified_year
+from transforms.ingest.read import check_regular_file, modified_year
 from transforms.records import Record
 from transforms.text import normalized_text
 
@@ -131,6 +131,7 @@ def _new_records(paths: list[str], digest_year: int | None) -> Iterator[Record]:
     dump cannot be opened here (the job may read it, or dead-letter it)."""
     for path in paths:
         try:
+            check_regular_file(path)  # open() on a FIFO blocks until a writer comes
             metadata = metadata_of(path)
             raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
         except Exception as error:  # noqa: BLE001 - any failure to open

@@ -11,7 +11,7 @@ import bz2
 import gzip
 import lzma
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from transforms.ingest.parse import (
     BINARY_FILE,
@@ -65,12 +65,18 @@ class LineReader:
     After iteration: ``error`` is the read failure that ended the stream early (or None),
     ``binary`` tells that the file was refused after sniffing its first bytes,
     ``bytes_read`` and ``fallback_lines`` (lines that were not UTF-8) describe the file.
+    ``fallback_counter`` (a Beam counter, optional) is incremented for each fallback line.
     """
 
     def __init__(
-        self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES, max_line_bytes: int = MAX_LINE_BYTES
+        self,
+        stream: BinaryIO,
+        chunk_bytes: int = CHUNK_BYTES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        fallback_counter: Any = None,
     ) -> None:
         self._stream = stream
+        self._fallback_counter = fallback_counter
         self._chunk_bytes = chunk_bytes
         self._max_line_bytes = max_line_bytes
         self.head = b""
@@ -91,6 +97,8 @@ class LineReader:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             self.fallback_lines += 1
+            if self._fallback_counter is not None:
+                self._fallback_counter.inc()
             return raw.decode(FALLBACK_ENCODING, errors="replace")
 
     def _read_chunk(self) -> bytes:
@@ -148,12 +156,15 @@ class LineReader:
             yield pending.rstrip(b"\r")  # at most max_line_bytes: checked after the last chunk
 
 
-def parse_stream(stream: BinaryIO, ctx: FileContext) -> Iterator[Record | DeadLetter]:
+def parse_stream(
+    stream: BinaryIO, ctx: FileContext, fallback_counter: Any = None
+) -> Iterator[Record | DeadLetter]:
     """All records and dead letters of one file; file-level failures become dead letters.
 
     One bad file yields dead letters and never raises, so it cannot fail a whole run.
+    ``fallback_counter`` counts the lines decoded with the fallback encoding.
     """
-    reader = LineReader(stream)
+    reader = LineReader(stream, fallback_counter=fallback_counter)
     emitted = 0
     for item in parse_lines(reader, ctx):
         emitted += 1

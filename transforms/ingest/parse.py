@@ -69,6 +69,7 @@ EMPTY_FILE = "empty_file"
 BINARY_FILE = "binary_file"
 NO_RECORDS = "no_records"
 READ_ERROR = "read_error"
+NOT_A_FILE = "not_a_file"  # a FIFO, a directory, a device: never opened
 
 
 class Shape(Enum):
