@@ -24,6 +24,8 @@ from transforms.ingest.parse import (
     Shape,
     TooLongLine,
     file_context,
+    is_doubtful_title,
+    is_long,
     line_shape,
     parse_date_line,
     parse_lines,
@@ -70,6 +72,8 @@ T1, T2, T3, T4 = (
 A1, A2, A3, A4 = (abstract(s) for s in ("sparse routing", "pretraining", "segmentation", "robots"))
 SHORT_ABSTRACT = "A compact method for counting objects in crowded scenes."
 SUBSCRIBER_TITLE = "Subscriber Churn Forecasting with Temporal Transformers"
+# Two sentence breaks make it abstract-shaped, yet it is a title: the pair decides.
+TWO_QUESTIONS = "Is Attention Enough? Do Transformers Dream?"
 
 
 def summarize(items) -> list[tuple]:
@@ -254,6 +258,46 @@ PAGES = [
         id="title-empty-after-cleaning",
     ),
     pytest.param(
+        "\n".join([TWO_QUESTIONS, A1, T2, A2]),
+        CTX,
+        [rec(0, TWO_QUESTIONS, A1), rec(1, T2, A2)],
+        id="two-sentence-title-before-a-long-abstract-is-a-title",
+    ),
+    pytest.param(
+        "\n".join([T1, TWO_QUESTIONS, A1]),
+        CTX,
+        [dead(0, MISSING_ABSTRACT, T1), rec(1, TWO_QUESTIONS, A1)],
+        id="two-sentence-title-after-a-title-is-a-title-when-a-long-abstract-follows",
+    ),
+    pytest.param(
+        "\n".join([T1, TWO_QUESTIONS, T2, A2]),
+        CTX,
+        [rec(0, T1, TWO_QUESTIONS), rec(1, T2, A2)],
+        id="two-sentence-line-without-long-abstract-after-it-stays-an-abstract",
+    ),
+    pytest.param(
+        "\n".join([TWO_QUESTIONS, SHORT_ABSTRACT]),
+        CTX,
+        [dead(0, ORPHAN_ABSTRACT, TWO_QUESTIONS), dead(1, MISSING_ABSTRACT, SHORT_ABSTRACT)],
+        id="two-sentence-line-before-a-short-line-is-an-orphan-abstract",
+    ),
+    pytest.param(
+        "\n".join([TWO_QUESTIONS, "Mar 14", A1]),
+        CTX,
+        [dead(0, ORPHAN_ABSTRACT, TWO_QUESTIONS), dead(1, ORPHAN_ABSTRACT, A1[:EXCERPT_CHARS])],
+        id="a-date-line-between-settles-the-two-sentence-line-as-an-abstract",
+    ),
+    pytest.param(
+        "\n".join([TWO_QUESTIONS, A1, "One sentence. Another one.", A2]),
+        CTX,
+        [
+            rec(0, TWO_QUESTIONS, A1),
+            dead(1, ORPHAN_ABSTRACT, "One sentence. Another one."),
+            dead(2, ORPHAN_ABSTRACT, A2[:EXCERPT_CHARS]),
+        ],
+        id="a-final-period-is-never-a-title",
+    ),
+    pytest.param(
         "\n".join([*COMPACT_HEADER, "Subscribe", "new", "NEW", "  subscribe  "]),
         CTX,
         [],
@@ -295,12 +339,14 @@ def test_record_ids_are_stable_and_unique() -> None:
     assert not set(ids) & {r.record_id for r in elsewhere if isinstance(r, Record)}
 
 
-def test_too_long_line_marker_is_a_dead_letter_without_slot() -> None:
-    items = list(parse_lines([T1, TooLongLine("x" * 50), T2, A2], CTX))
+def test_too_long_line_takes_the_slot_of_its_title() -> None:
+    # Over the reader's limit a line is an abstract by its length: with the title before it,
+    # it is one slot (one dead letter holding the title); alone, a slot of its own.
+    items = list(parse_lines([T1, TooLongLine("x" * 50), T2, A2, TooLongLine("y" * 50)], CTX))
     assert summarize(items) == [
-        dead(None, LINE_TOO_LONG, "x" * 50),
-        dead(0, MISSING_ABSTRACT, T1),
+        dead(0, LINE_TOO_LONG, f"{T1}\n" + "x" * 50),
         rec(1, T2, A2),
+        dead(2, LINE_TOO_LONG, "y" * 50),
     ]
 
 
@@ -391,6 +437,23 @@ def test_line_shape(line: str, shape: Shape) -> None:
     assert line_shape(line) is shape
 
 
+@pytest.mark.parametrize(
+    ("line", "doubtful"),
+    [
+        (TWO_QUESTIONS, True),
+        ("Stop! Look! Listen to Your Gradients", True),
+        ("Why? Because! It works.", False),  # a final period: never a title
+        ("One sentence. Another one", False),  # one sentence break: a plain title
+        (T1, False),
+        (A1, False),  # long: an abstract whatever else
+        (" ".join(["Why?"] * 36), False),  # more words than any title
+    ],
+)
+def test_is_doubtful_title(line: str, doubtful: bool) -> None:
+    assert is_doubtful_title(line) is doubtful
+    assert not (doubtful and is_long(line))
+
+
 # --- real dumps ---------------------------------------------------------------------------
 
 
@@ -423,6 +486,9 @@ _GLUED = re.compile(r"^Subscribe(?=[^a-z\s])")
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGH0123456789-:", min_size=1, max_size=9)
 _TITLE = st.lists(_WORD, min_size=1, max_size=14).map(" ".join)
 _ABSTRACT = st.lists(_WORD, min_size=40, max_size=80).map(lambda ws: " ".join(ws) + ". Done.")
+_TWO_SENTENCE_TITLE = st.tuples(
+    _TITLE, st.sampled_from("?!."), _TITLE, st.sampled_from(["?", "!", ""])
+).map(lambda t: f"{t[0]}{t[1]} {t[2]}{t[3]}")
 _HEADER = st.tuples(
     st.sampled_from(sorted(HEADER_LINES)),
     st.booleans(),
@@ -459,6 +525,8 @@ LINE = st.one_of(
 # Whole pairs make records (and empty-after-cleaning pairs) common, single lines add the mess.
 BLOCK = st.one_of(
     st.tuples(_TITLE, _ABSTRACT),
+    st.tuples(_TWO_SENTENCE_TITLE, _ABSTRACT),
+    st.tuples(_TWO_SENTENCE_TITLE, _TITLE),
     st.tuples(_TITLE, st.sampled_from(["A short abstract that ends in a period."])),
     st.tuples(st.sampled_from(["\u200b", "&amp;nbsp;", "\u00ad\u2060"]), _ABSTRACT),
     LINE.map(lambda line: (line,)),
@@ -512,7 +580,10 @@ def test_every_content_line_lands_in_exactly_one_output(lines: list[str], ctx) -
             title, abstract_ = content[pos], content[pos + 1]
             assert item.title == clean_text(title)
             assert item.abstract == clean_text(abstract_)
-            assert line_shape(title) is not Shape.ABSTRACT
+            # a title by its shape, or a doubtful one decided by the long abstract after it
+            assert line_shape(title) is not Shape.ABSTRACT or (
+                is_doubtful_title(title) and is_long(abstract_)
+            )
             assert line_shape(abstract_) is not Shape.TITLE
             pos += 2
         elif item.reason == EMPTY_AFTER_CLEANING:
@@ -529,7 +600,12 @@ def test_every_content_line_lands_in_exactly_one_output(lines: list[str], ctx) -
             if item.reason == ORPHAN_ABSTRACT:
                 assert line_shape(line) is Shape.ABSTRACT
             else:  # a lone title: the next content line (if any) is a title
-                assert pos + 1 == len(content) or line_shape(content[pos + 1]) is Shape.TITLE
+                nxt = content[pos + 1 : pos + 3]
+                assert (
+                    not nxt
+                    or line_shape(nxt[0]) is Shape.TITLE
+                    or (is_doubtful_title(nxt[0]) and len(nxt) == 2 and is_long(nxt[1]))
+                )
             pos += 1
     assert pos == len(content)
     assert bad_pos == len(bad_dates)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -30,6 +31,8 @@ SNIFF_BYTES = 8192
 UTF8_BOM = b"\xef\xbb\xbf"
 # Scraped pages that are not UTF-8 are nearly always Windows-1252; it decodes every byte.
 FALLBACK_ENCODING = "cp1252"
+# A line of blanks only, after the line break before it (the parser skips such lines anyway).
+_BLANK_LINE = re.compile(rb"\n[ \t\r\f\v]+(?=\n)")
 
 
 # Python's own decompressors, not Beam's CompressedFile: they raise on a truncated stream
@@ -49,6 +52,21 @@ def decompressed(raw: BinaryIO, path: str) -> BinaryIO:
     return raw
 
 
+def without_blank_lines(buffer: bytes) -> bytes:
+    """``buffer`` with its blank lines dropped and CRLF made LF, in C (bytes methods, one
+    regex only when a blank line holds spaces): one Python step per line would make a gzip
+    of newlines cost seconds of CPU per 64 MiB. Lines keep their bytes but a final CR, which
+    the reader strips anyway; the first line of ``buffer`` (maybe the end of a line cut at a
+    chunk boundary) and the last (not yet terminated) are never dropped.
+    """
+    buffer = buffer.replace(b"\r\n", b"\n")
+    if b"\n " in buffer or b"\n\t" in buffer or b"\n\r" in buffer or b"\n\f" in buffer:
+        buffer = _BLANK_LINE.sub(b"\n", buffer)
+    while b"\n\n" in buffer:  # each pass halves a run of empty lines
+        buffer = buffer.replace(b"\n\n", b"\n")
+    return buffer
+
+
 def looks_binary(head: bytes) -> bool:
     """NUL bytes or mostly control characters in the first bytes: not a text dump."""
     if b"\x00" in head:
@@ -61,6 +79,9 @@ def looks_binary(head: bytes) -> bool:
 
 class LineReader:
     """Iterate a binary stream as decoded lines, remembering what went wrong.
+
+    Blank lines are mostly dropped before they are split out (:func:`without_blank_lines`);
+    a few may still come through, and the parser skips them like any blank line.
 
     After iteration: ``error`` is the read failure that ended the stream early (or None),
     ``binary`` tells that the file was refused after sniffing its first bytes,
@@ -137,17 +158,18 @@ class LineReader:
                     chunk = chunk[len(UTF8_BOM) :]
                 first = False
             self.bytes_read += len(chunk)
-            parts = (pending + chunk).split(b"\n")
+            parts = without_blank_lines(pending + chunk).split(b"\n")
             pending = parts.pop()
             for part in parts:
                 if skipping_long_line:
                     skipping_long_line = False
                     continue
-                # Limits count a line's bytes without its "\n", as for ``pending`` below: a
-                # line ending in the chunk that pushed it past the limit is too long as well.
-                too_long = len(part) > self._max_line_bytes
+                # Limits count a line's bytes without its "\n" and final CRs, as for
+                # ``pending`` below (so where a chunk ends never changes the verdict): a line
+                # ending in the chunk that pushed it past the limit is too long as well.
+                too_long = len(part.rstrip(b"\r")) > self._max_line_bytes
                 yield self._too_long(part) if too_long else part.rstrip(b"\r")
-            if len(pending) > self._max_line_bytes:
+            if len(pending.rstrip(b"\r")) > self._max_line_bytes:
                 if not skipping_long_line:
                     yield self._too_long(pending)
                 skipping_long_line = True

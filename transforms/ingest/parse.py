@@ -132,26 +132,36 @@ class TooLongLine(str):
     """Marker for a line cut at the reader's limit; its text is only an excerpt."""
 
 
+def is_long(line: str) -> bool:
+    """An abstract by its length alone (no title is this long)."""
+    return len(line) >= ABSTRACT_MIN_CHARS or len(line.split()) >= ABSTRACT_MIN_WORDS
+
+
+def is_doubtful_title(line: str) -> bool:
+    """Abstract-shaped by its sentences only: title-sized, no final period, ≥ 2 sentence breaks
+    ("Is Attention Enough? Do Transformers Dream?"). The line alone cannot tell; the pair can:
+    it is a title when the next content line is an abstract by its length (see :class:`_Pairing`).
+    """
+    return (
+        len(line) < ABSTRACT_MIN_CHARS
+        and len(line.split()) <= TITLE_MAX_WORDS
+        and not line.endswith(".")
+        and len(_SENTENCE_END.findall(line)) >= 2
+    )
+
+
 def parse_lines(lines: Iterable[str], ctx: FileContext) -> Iterator[Record | DeadLetter]:
     """Turn the decoded lines of one file into records and dead letters, in file order.
 
     Every line that is not blank, a header or a date line ends up in exactly one record or
     one dead letter. ``record_index`` counts record *slots* (title+abstract, a title without
-    abstract, an abstract without title) from 0, so dead-lettered slots keep their place.
+    abstract, an abstract without title, a line too long to keep with its title) from 0, so
+    dead-lettered slots keep their place; only a bad date line has no slot.
     """
-    slot = 0
-    pending_title: str | None = None
-    current_date = ctx.default_date
-
-    def flush_missing_abstract() -> DeadLetter:
-        nonlocal slot
-        letter = DeadLetter.of(ctx.source_file, slot, MISSING_ABSTRACT, pending_title or "")
-        slot += 1
-        return letter
-
+    pairing = _Pairing(ctx)
     for raw in lines:
         if isinstance(raw, TooLongLine):
-            yield DeadLetter.of(ctx.source_file, None, LINE_TOO_LONG, raw)
+            yield from pairing.too_long(raw)
             continue
         line = raw.strip()
         if not line or is_header(line):
@@ -160,30 +170,84 @@ def parse_lines(lines: Iterable[str], ctx: FileContext) -> Iterator[Record | Dea
         try:
             date = parse_date_line(line, ctx.year)
         except ValueError:
+            yield from pairing.settle()
             yield DeadLetter.of(ctx.source_file, None, BAD_DATE_LINE, line)
             continue
         if date is not False:
-            current_date = date
+            yield from pairing.settle()
+            pairing.date = date
             continue
+        yield from pairing.content(line)
+    yield from pairing.settle()
+    yield from pairing.lone_title()
 
-        shape = line_shape(line)
-        if pending_title is None:
+
+class _Pairing:
+    """Pairs the content lines of one file into record slots.
+
+    A line's shape decides its role (:func:`line_shape`), except for a doubtful title
+    (:func:`is_doubtful_title`): it is held for one content line and is a title if that line
+    is an abstract by its length, else an abstract as its shape says. Anything else in
+    between (a date line, the end of the file) settles it as an abstract.
+    """
+
+    def __init__(self, ctx: FileContext) -> None:
+        self._source = ctx.source_file
+        self._slot = 0
+        self._title: str | None = None
+        self._held: str | None = None
+        self.date = ctx.default_date
+
+    def content(self, line: str) -> Iterator[Record | DeadLetter]:
+        if self._held is not None and is_long(line):
+            title, self._held = self._held, None
+            yield from self.lone_title()
+            yield make_record(self._source, self._take_slot(), self.date, title, line)
+            return
+        yield from self.settle()
+        if is_doubtful_title(line):
+            self._held = line
+        else:
+            yield from self._place(line, line_shape(line))
+
+    def too_long(self, excerpt: str) -> Iterator[DeadLetter]:
+        # Over the reader's limit, so an abstract by its length: it takes the slot of the
+        # title before it (a held doubtful title included), and the slot cannot be kept.
+        if self._held is not None:
+            yield from self.lone_title()
+            self._title, self._held = self._held, None
+        title, self._title = self._title, None
+        raw = excerpt if title is None else f"{title}\n{excerpt}"
+        yield DeadLetter.of(self._source, self._take_slot(), LINE_TOO_LONG, raw)
+
+    def settle(self) -> Iterator[Record | DeadLetter]:
+        """Place a held doubtful title as the abstract its shape says it is."""
+        if self._held is not None:
+            line, self._held = self._held, None
+            yield from self._place(line, Shape.ABSTRACT)
+
+    def lone_title(self) -> Iterator[DeadLetter]:
+        if self._title is not None:
+            title, self._title = self._title, None
+            yield DeadLetter.of(self._source, self._take_slot(), MISSING_ABSTRACT, title)
+
+    def _place(self, line: str, shape: Shape) -> Iterator[Record | DeadLetter]:
+        if self._title is None:
             if shape is Shape.ABSTRACT:
-                yield DeadLetter.of(ctx.source_file, slot, ORPHAN_ABSTRACT, line)
-                slot += 1
+                yield DeadLetter.of(self._source, self._take_slot(), ORPHAN_ABSTRACT, line)
             else:
-                pending_title = line
-            continue
+                self._title = line
+            return
         if shape is Shape.TITLE:
-            yield flush_missing_abstract()
-            pending_title = line
-            continue
-        yield make_record(ctx.source_file, slot, current_date, pending_title, line)
-        slot += 1
-        pending_title = None
+            yield from self.lone_title()
+            self._title = line
+            return
+        title, self._title = self._title, None
+        yield make_record(self._source, self._take_slot(), self.date, title, line)
 
-    if pending_title is not None:
-        yield flush_missing_abstract()
+    def _take_slot(self) -> int:
+        self._slot += 1
+        return self._slot - 1
 
 
 def make_record(
