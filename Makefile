@@ -61,7 +61,8 @@ report-check: $(STAMP)
 	$(BIN)/digestflow report $(REPORT_OUT) overview
 	$(BIN)/digestflow report $(REPORT_OUT) --html out/report.html
 	profile=$$(mktemp -d) && $(CHROMIUM) $(CHROMIUM_FLAGS) --user-data-dir=$$profile \
-		--window-size=1200,2400 --screenshot=$(abspath out/report.png) \
+		--enable-unsafe-swiftshader --virtual-time-budget=10000 \
+		--window-size=1200,3600 --screenshot=$(abspath out/report.png) \
 		file://$(abspath out/report.html) 2>/dev/null; rm -rf $$profile
 	test -s out/report.png && echo "screenshot: out/report.png"
 

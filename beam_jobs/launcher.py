@@ -59,7 +59,7 @@ from transforms.schema import TABLES
 # The in-process FnApiRunner: plain DirectRunner first tries to download Prism (offline: noise).
 DEFAULT_RUNNER = "FnApiRunner"
 MAX_WORKERS_PER_CORE = 4
-KEEP_VERSIONS = 2  # the current one, and the one a reader may still be scanning
+KEEP_VERSIONS = 2  # at least: the current one, and the one a reader may still be scanning
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,11 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
         raise UserError("--output is required (a directory)")
     if ours.output_shards < 1:
         raise UserError("--output_shards must be >= 1")
+    if ours.keep_versions < KEEP_VERSIONS:
+        raise UserError(
+            f"--keep_versions must be >= {KEEP_VERSIONS} (the current version and the previous "
+            f"one, which a reader may still be scanning), got {ours.keep_versions}"
+        )
     workers = options.view_as(DirectOptions).direct_num_workers
     limit = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
     if not 0 <= workers <= limit:
@@ -291,7 +296,7 @@ def run(argv: list[str]) -> dict[str, Any] | None:
         summary["files_skipped_already_ingested"] = target.skipped
         summary["update_part"] = part
     check_complete(summary, found, part, target.root)
-    commit(job.ours.output, target, summary, job.settings)
+    commit(job.ours.output, target, summary, job.settings, keep=job.ours.keep_versions)
     logging.getLogger(__name__).info("run summary: %s", summary)
     reporter.finish(summary)
     return summary
@@ -301,7 +306,11 @@ def run(argv: list[str]) -> dict[str, Any] | None:
 
 
 def commit(
-    output: str, target: RunTarget, summary: dict[str, Any], settings: dict[str, Any]
+    output: str,
+    target: RunTarget,
+    summary: dict[str, Any],
+    settings: dict[str, Any],
+    keep: int = KEEP_VERSIONS,
 ) -> None:
     """Complete the version, then switch the manifest to it: until that switch, readers
     (and a failed run) keep the previous version."""
@@ -313,7 +322,7 @@ def commit(
     except ConcurrentCommit:
         versions.delete_dir(target.root)  # never published: nobody reads it
         raise
-    versions.retire_versions(output, target.version, keep=KEEP_VERSIONS)
+    versions.retire_versions(output, target.version, keep=keep)
 
 
 def listing_manifest(

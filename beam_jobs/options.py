@@ -144,6 +144,14 @@ class DigestflowOptions(PipelineOptions):
             "that wrote rows, not this many (docs/design.md, How Parquet files are written).",
         )
         parser.add_argument(
+            "--keep_versions",
+            type=int,
+            default=2,
+            help="Published versions of --output to keep: the current one and those before "
+            "it, which 'digestflow report DIR changes --since VERSION' compares with (at least "
+            "2: a reader may still be scanning the previous one).",
+        )
+        parser.add_argument(
             "--quiet",
             action="store_true",
             default=False,
@@ -266,26 +274,27 @@ def check_embedding_model(config: EmbedConfig | None, runner: str) -> None:
 def semantic_config(options: DigestflowOptions) -> SemanticConfig | None:
     """The semantic-merge configuration, or None when it is off (threshold <= 0, or no
     embeddings to compare)."""
-    if not options.embeddings or options.semantic_threshold <= 0:
+    threshold = options.semantic_threshold
+    if not threshold <= 1.0:  # checked even where unused (--no_embeddings): nan too
+        raise UserError(f"--semantic_threshold: expected a cosine up to 1, got {threshold!r}")
+    if not options.embeddings or threshold <= 0:
         return None
     try:
-        return SemanticConfig(
-            threshold=options.semantic_threshold, canonical_policy=options.canonical_policy
-        )
+        return SemanticConfig(threshold=threshold, canonical_policy=options.canonical_policy)
     except ValueError as error:
         raise UserError(f"--semantic_threshold: {error}") from None
 
 
 def taxonomy(options: DigestflowOptions) -> Taxonomy | None:
-    if not options.embeddings:
-        return None
+    """The topics to tag with, or None with ``--no_embeddings``. Files named on the command
+    line are checked either way: a broken one is a mistake even where it would be unused."""
     try:
         topics = load_taxonomy(options.taxonomy)
     except (ValueError, OSError) as error:
         raise UserError(f"taxonomy: {error}") from None
-    if not options.tag_examples:
-        return topics
-    try:
-        return load_tag_examples(options.tag_examples, topics)
-    except (ValueError, OSError) as error:
-        raise UserError(f"--tag_examples: {error}") from None
+    if options.tag_examples:
+        try:
+            topics = load_tag_examples(options.tag_examples, topics)
+        except (ValueError, OSError) as error:
+            raise UserError(f"--tag_examples: {error}") from None
+    return topics if options.embeddings else None

@@ -29,7 +29,10 @@ Sections, one module each (its docstring says what and how it measures):
     ``--semantic_threshold`` (skipped without the seed dumps);
 ``incremental`` (:mod:`bench.incremental`)
     adding one day to a corpus with ``--incremental`` against the new day alone and a full
-    re-run (issue #7).
+    re-run (issue #7);
+``page`` (:mod:`bench.page`)
+    size, ``render()`` time and headless-Chromium load time of the HTML page at 1k and 100k
+    records (issue 17).
 
 This module is also the child process of every measured pipeline run
 (``python -m bench.harness _pipeline-worker ...``, see :func:`pipeline_worker`).
@@ -59,7 +62,15 @@ from bench import determinism, quality, speed
 from bench.common import PIPELINE_WORKER, REPO_ROOT, Settings
 from bench.reference import current_rss_mib, peak_rss_mib
 
-SECTIONS = ("quality", "speed", "determinism", "embeddings", "semantic", "incremental")
+SECTIONS = (
+    "quality",
+    "speed",
+    "determinism",
+    "embeddings",
+    "semantic",
+    "incremental",
+    "page",
+)
 
 
 # Sections that load the model (torch, sentence-transformers) import their modules only when
@@ -85,6 +96,12 @@ def incremental_section(settings: Settings, results: dict[str, Any]) -> None:
     incremental.section(settings, results)
 
 
+def page_section(settings: Settings, results: dict[str, Any]) -> None:
+    from bench import page
+
+    page.section(settings, results)
+
+
 RUNNERS: dict[str, Callable[[Settings, dict[str, Any]], None]] = {
     "quality": quality.section,
     "speed": speed.section,
@@ -92,6 +109,7 @@ RUNNERS: dict[str, Callable[[Settings, dict[str, Any]], None]] = {
     "embeddings": embeddings_section,
     "semantic": semantic_section,
     "incremental": incremental_section,
+    "page": page_section,
 }
 
 

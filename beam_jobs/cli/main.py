@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from beam_jobs.cli.formatting import _json_default as json_default  # one date encoder
 from beam_jobs.cli.formatting import format_table, print_rows
 from beam_jobs.cli.shell import sql_shell
 from beam_jobs.errors import UserError
@@ -79,8 +81,13 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.list:
         rows = [(name, catalog.report_summary(name)) for name in catalog.report_names()]
-        print_rows(["report", "answers"], rows, args.format)
+        rows.append((CHANGES, CHANGES_SUMMARY))
+        print_rows(["report", "answers"], sorted(rows), args.format)
         return 0
+    if args.since is not None and not (args.name or "").startswith(CHANGES):
+        raise UserError("--since applies to the changes reports only")
+    if args.name == CHANGES:
+        return _report_changes(args)
     if args.html:
         from beam_jobs.query import report_html
 
@@ -94,8 +101,56 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(catalog.report_sql(args.name), end="")
         return 0
     with reading(args.dir, f"report {args.name} over"):
-        columns, rows = catalog.report(args.dir, args.name)
+        columns, rows = catalog.report(args.dir, args.name, args.since)
     print_rows(columns, rows, args.format)
+    return 0
+
+
+# ``report DIR changes``: the four changes_* reports as one, with a heading per section
+CHANGES = "changes"
+CHANGES_SUMMARY = (
+    "what changed in the latest update (or since --since VERSION): new papers, new versions "
+    "of known papers, papers listed again, topic share; the changes_* reports together"
+)
+
+
+def _report_changes(args: argparse.Namespace) -> int:
+    from beam_jobs.query import changes
+
+    if args.sql:
+        print("\n".join(catalog.report_sql(name) for name in changes.report_names()), end="")
+        return 0
+    with reading(args.dir, "report changes over"):
+        result = changes.changes(args.dir, args.since)
+    if args.format == "json":
+        document = {
+            "version": result.version,
+            "since": result.since,
+            "sections": [
+                {
+                    "name": section.name,
+                    "title": section.title,
+                    "doc": section.doc,
+                    "note": section.note,
+                    "rows": [dict(zip(section.columns, row, strict=True)) for row in section.rows],
+                }
+                for section in result.sections
+            ],
+        }
+        print(json.dumps(document, default=json_default, indent=1))
+        return 0
+    since = (
+        f"since version {result.since}"
+        if result.since is not None
+        else "no earlier version kept: every paper is new"
+    )
+    print(f"# changes in version {result.version} ({since})")
+    for section in result.sections:
+        # csv: one block per section, each with its own header row, after a '#' line
+        print(f"\n# {section.title}: {section.doc}")
+        if section.note:
+            print(f"# {section.note}")
+        print_rows(section.columns, section.rows, args.format)
     return 0
 
 
@@ -237,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--sql", action="store_true", help="print the report's SQL instead")
     rep.add_argument("--html", metavar="FILE", help="write a self-contained HTML page with charts")
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rep.add_argument(
+        "--since",
+        type=int,
+        metavar="VERSION",
+        default=None,
+        help="changes reports: compare with this earlier version (default: the previous one)",
+    )
     sim = sub.add_parser("similar", help="canonical papers closest in meaning to a text")
     sim.add_argument("dir", help="output directory of a run (with embeddings)")
     sim.add_argument("text", help="free text or a title")

@@ -83,6 +83,10 @@ def _shell_command(connection: duckdb.DuckDBPyConnection, command: str, stdout: 
         )
     if name == ".schema" and argument:
         return _shell_execute(connection, f"DESCRIBE {argument}", stdout)
+    if name == ".report" and argument.startswith(catalog.CHANGES_PREFIX):
+        # The shell's views are one version's; these reports also read an earlier one.
+        print(f"{argument} compares two versions: run `digestflow report DIR changes`", file=stdout)
+        return False
     if name == ".report" and argument in catalog.report_names():
         return _shell_execute(connection, catalog.report_sql(argument), stdout)
     if name == ".help":

@@ -6,7 +6,9 @@ report and a user's own notebook (``digestflow catalog DIR --sql``) all see the 
 Before any view is made, the current version is checked as a reader can check it: every
 Parquet footer readable, no table left without files, and the row counts the run summary
 records; a damaged output is one :class:`~beam_jobs.store.versions.DamagedOutput` naming
-the file, never a traceback halfway through a query.
+the file, never a traceback halfway through a query. The ``changes_*`` reports also read
+``previous_records``, ``previous_clusters`` and ``previous_papers``: the same views over an
+earlier kept version (:func:`connect_changes`), resolved and checked the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.store import versions
+from beam_jobs.store import commits, versions
 from beam_jobs.store.tables import table_dir, table_files, table_glob
 from beam_jobs.store.versions import DamagedOutput, recovery_hint
 from transforms.schema import TABLES
@@ -59,6 +61,13 @@ def current_version(output: str, connection: duckdb.DuckDBPyConnection | None = 
     once, so every view made from the result reads the same version even while an update
     publishes a new one."""
     root = absolute_path(versions.current_root(output))  # NotAnOutput, DamagedOutput
+    return _checked_version(output, root, connection)
+
+
+def _checked_version(
+    output: str, root: str, connection: duckdb.DuckDBPyConnection | None
+) -> Version:
+    """The version in ``root`` (resolved through a manifest or commit record), checked."""
     files: dict[str, list[str]] = {}
     for name in TABLES:
         found = table_files(root, name)
@@ -152,29 +161,45 @@ def stored_embedding_dim(output: str) -> int | None:
     return current_version(output).embedding_dim
 
 
-def _views(version: Version) -> list[str]:
+def _views(
+    version: Version, prefix: str = "", tables: tuple[str, ...] = tuple(TABLES)
+) -> list[str]:
     """DuckDB reads a Parquet fixed-size list as FLOAT[]; the records view casts the
     embedding to FLOAT[dim] so ``array_cosine_similarity`` works on it. A table an output
     has no files for (written before that table existed) gets no view, rather than failing
-    every query."""
+    every query. ``prefix`` names the views of an earlier snapshot (``previous_``)."""
 
     def source(name: str) -> str:
         return f"read_parquet({_quote(table_glob(version.root, name))})"
 
     dim = version.embedding_dim
     cast = f" REPLACE (embedding::FLOAT[{dim}] AS embedding)" if dim else ""
-    statements = [f"CREATE OR REPLACE VIEW records AS SELECT *{cast} FROM {source('records')}"]
+    statements = [
+        f"CREATE OR REPLACE VIEW {prefix}records AS SELECT *{cast} FROM {source('records')}"
+    ]
     statements += [
-        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source(name)}"
-        for name in TABLES
+        f"CREATE OR REPLACE VIEW {prefix}{name} AS SELECT * FROM {source(name)}"
+        for name in tables
         if name != "records" and name in version.files
     ]
     statements.append(
-        "CREATE OR REPLACE VIEW papers AS SELECT r.*, c.size AS cluster_size, "
+        f"CREATE OR REPLACE VIEW {prefix}papers AS SELECT r.*, c.size AS cluster_size, "
         "c.first_digest_date AS first_seen, c.last_digest_date AS last_seen "
-        "FROM records r JOIN clusters c USING (cluster_id) WHERE r.is_canonical"
+        f"FROM {prefix}records r JOIN {prefix}clusters c USING (cluster_id) WHERE r.is_canonical"
     )
     return statements
+
+
+def _previous_views(previous: Version | None) -> list[str]:
+    """The ``previous_records``, ``previous_clusters`` and ``previous_papers`` views of the
+    snapshot a ``changes_*`` report compares against. Without one (a first run) they are the
+    current views with no rows: every paper is new, and the reports need no special case."""
+    if previous is None:
+        return [
+            f"CREATE OR REPLACE VIEW previous_{name} AS SELECT * FROM {name} WHERE false"
+            for name in PREVIOUS_VIEWS
+        ]
+    return _views(previous, prefix="previous_", tables=REQUIRED_TABLES)
 
 
 def view_statements(output: str) -> list[str]:
@@ -196,15 +221,154 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     return connection
 
 
+# ---- the snapshot an update is compared against ------------------------------------------
+
+# the views of the earlier snapshot that the changes_* reports read (as previous_NAME)
+PREVIOUS_VIEWS = ("records", "clusters", "papers")
+# reports that compare two snapshots: they need the previous_* views
+CHANGES_PREFIX = "changes_"
+
+
+@dataclass(frozen=True)
+class Compared:
+    """The two snapshots a connection made by :func:`connect_changes` holds views of."""
+
+    version: int  # the current version
+    since: int | None  # the earlier one; None when there is none (a first run)
+
+
+def connect_changes(
+    output: str, since: int | None = None
+) -> tuple[duckdb.DuckDBPyConnection, Compared]:
+    """A connection with the views of the current version of ``output`` and the
+    ``previous_*`` views of version ``since`` (default: the newest earlier version still
+    kept, if any). Both are read through their commit records and checked as
+    :func:`current_version` checks; a ``since`` that is not an earlier kept version is a
+    :class:`UserError` naming the versions kept, a damaged one a :class:`DamagedOutput`."""
+    manifest = versions.read_manifest(output)  # once: an update may publish meanwhile
+    if manifest is None:
+        raise versions.NotAnOutput(
+            f"{output!r} is not a digestflow output (no {versions.MANIFEST_FILE} inside)"
+        )
+    connection = duckdb.connect()
+    try:
+        root = absolute_path(versions.verified_root(output, manifest))
+        current = _checked_version(output, root, connection)
+        earlier = _since_manifest(output, manifest.version, since)
+        previous = None if earlier is None else _since_version(output, earlier, connection)
+        for statement in _views(current) + _previous_views(previous):
+            connection.execute(statement)
+    except BaseException:
+        connection.close()
+        raise
+    return connection, Compared(manifest.version, None if earlier is None else earlier.version)
+
+
+def _earlier_candidates(output: str, current: int) -> list[int]:
+    """Versions before ``current`` that may still be kept, newest first: every one with a
+    commit record, and the one before the current (an output older than the commit log)."""
+    committed = {v for v in commits.committed_versions(output) if v < current}
+    return sorted(committed | ({current - 1} if current > 1 else set()), reverse=True)
+
+
+def _is_kept(output: str, version: int) -> bool:
+    return versions.dir_exists(FileSystems.join(output, versions.kept_root(output, version)))
+
+
+def kept_versions(output: str, current: int) -> list[int]:
+    """The published versions of ``output`` whose directory is still there, oldest first
+    (``current`` included): the ones a ``--since`` can name."""
+    kept = [v for v in _earlier_candidates(output, current) if _is_kept(output, v)]
+    return sorted([*kept, current])
+
+
+def _kept_phrase(output: str, current: int) -> str:
+    kept = kept_versions(output, current)
+    if len(kept) == 1:
+        return f"this output keeps only version {current}, the current one"
+    listed = ", ".join(map(str, kept[:-1])) + f" and {kept[-1]}"
+    return f"this output keeps versions {listed} ({current} is the current one)"
+
+
+def _since_manifest(output: str, current: int, since: int | None) -> versions.Manifest | None:
+    """The manifest of the version to compare against (None: there is none to default to)."""
+    if since is None:
+        if current == 1:
+            return None  # a first run: there is no earlier snapshot, every paper is new
+        found = next((v for v in _earlier_candidates(output, current) if _is_kept(output, v)), None)
+        if found is None:
+            raise UserError(
+                f"no earlier version of this output is kept (version {current - 1} was retired "
+                "or deleted), so there is nothing to compare the current version with"
+            )
+        return _published_manifest(output, found)
+    if since < 1:
+        raise UserError(
+            f"--since {since}: versions are numbered from 1; {_kept_phrase(output, current)}"
+        )
+    if since >= current:
+        raise UserError(
+            f"--since {since}: not earlier than the current version {current}; "
+            f"{_kept_phrase(output, current)}"
+        )
+    if since not in _earlier_candidates(output, current) or not _is_kept(output, since):
+        raise UserError(
+            f"--since {since}: version {since} is no longer kept (a run keeps the "
+            f"--keep_versions newest, 2 by default); {_kept_phrase(output, current)}"
+        )
+    return _published_manifest(output, since)
+
+
+def _published_manifest(output: str, version: int) -> versions.Manifest:
+    """The manifest ``version`` was published with: its commit record, or (an output older
+    than the commit log) the plain version directory with no file list."""
+    if version not in commits.committed_versions(output):
+        return versions.Manifest(version, versions.version_name(version))
+    path = commits.commit_path(output, version)
+    try:
+        manifest = versions.Manifest.from_json(json.dumps(commits.read_commit(output, version)))
+        if manifest.version != version:
+            raise ValueError(f"holds version {manifest.version}, not {version}")
+        commits.files_of(manifest.extra)
+    except OSError as error:
+        raise DamagedOutput(f"cannot read {path}: {error}") from None
+    except UnicodeDecodeError:
+        raise DamagedOutput(f"{path} is damaged: it is not UTF-8 text") from None
+    except ValueError as error:
+        raise DamagedOutput(f"{path} is damaged: it {error}") from None
+    return manifest
+
+
+def _since_version(
+    output: str, manifest: versions.Manifest, connection: duckdb.DuckDBPyConnection
+) -> Version:
+    """The earlier version, checked like the current one; its damage is named as the
+    compared snapshot's (the current version is fine, and another --since may do)."""
+    try:
+        root = absolute_path(versions.verified_root(output, manifest))
+        return _checked_version(output, root, connection)
+    except DamagedOutput as error:
+        raise DamagedOutput(
+            f"version {manifest.version}, the snapshot compared against, is damaged: {error}"
+        ) from None
+
+
+def run_sql(
+    connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of ``sql`` on ``connection`` (none for a script of comments)."""
+    cursor = connection.execute(sql, params or [])
+    if cursor is None:  # only blanks, ';' or comments: nothing ran
+        return [], []
+    columns = [d[0] for d in cursor.description] if cursor.description else []
+    return columns, cursor.fetchall()
+
+
 def query(output: str, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
     """Column names and rows of ``sql`` run against the views of ``output``."""
     connection = connect(output)
     try:
-        cursor = connection.execute(sql, params or [])
-        if cursor is None:  # only blanks, ';' or comments: nothing ran
-            return [], []
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        return columns, cursor.fetchall()
+        return run_sql(connection, sql, params)
     finally:
         connection.close()
 
@@ -309,6 +473,14 @@ def report_summary(name: str) -> str:
     return first.split(":", 1)[1].strip() if first.startswith(f"{name}:") else first
 
 
-def report(output: str, name: str) -> tuple[list[str], list[tuple]]:
-    """Column names and rows of the named report run against ``output``."""
-    return query(output, report_sql(name))
+def report(output: str, name: str, since: int | None = None) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of the named report run against ``output``; a ``changes_*``
+    report compares it with version ``since`` (default: the previous snapshot kept)."""
+    sql = report_sql(name)
+    if not name.startswith(CHANGES_PREFIX):
+        return query(output, sql)
+    connection, _ = connect_changes(output, since)
+    try:
+        return run_sql(connection, sql)
+    finally:
+        connection.close()

@@ -86,3 +86,25 @@ def test_a_double_dash_gets_a_sensible_message(capsys, dump, tmp_path) -> None:
 def test_a_bad_option_value_is_one_line_not_the_usage(capsys, dump, tmp_path, option) -> None:
     out = tmp_path / "out"
     refused(capsys, ["run", f"--input={dump}", f"--output={out}", option], out)
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["--semantic_threshold=7", "--semantic_threshold=nan"],
+)
+@pytest.mark.parametrize("embeddings", [[], ["--no_embeddings"]])
+def test_semantic_threshold_above_1_is_refused(capsys, dump, tmp_path, option, embeddings):
+    out = tmp_path / "out"
+    argv = ["run", f"--input={dump}", f"--output={out}", option, *embeddings]
+    assert "--semantic_threshold" in refused(capsys, argv, out)
+
+
+@pytest.mark.parametrize("flag", ["--taxonomy", "--tag_examples"])
+def test_a_broken_file_option_is_refused_even_where_unused(capsys, dump, tmp_path, flag) -> None:
+    # with --no_embeddings nothing is tagged, but a broken file named on purpose is a mistake
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[topic]\nname = ")
+    out = tmp_path / "out"
+    argv = ["run", f"--input={dump}", f"--output={out}", "--no_embeddings", f"{flag}={broken}"]
+    line = refused(capsys, argv, out)
+    assert str(broken) in line or "taxonomy" in line or "--tag_examples" in line

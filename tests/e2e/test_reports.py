@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -270,6 +271,7 @@ CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--enable-unsafe-swiftshader",  # WebGL (the paper map) in software
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
@@ -299,8 +301,9 @@ def _headless_chromium(profile: Path):
 
 CHARTS_JS = """
 return Array.from(document.querySelectorAll('figure.chart')).map(f => {
-  const img = f.querySelector('img');
-  return [f.id, f.dataset.rendered, img ? img.complete && img.naturalWidth : 0];
+  const plot = f.querySelector('.plot');
+  return [f.id, plot ? plot.dataset.plotted : null,
+          plot ? plot.getBoundingClientRect().width : 0];
 });
 """
 REFERENCES_JS = """
@@ -316,6 +319,10 @@ def test_html_report_renders_its_charts_in_chromium(output: str, tmp_path: Path)
     driver = _headless_chromium(tmp_path / "profile")
     try:
         driver.get(page.as_uri())
+        deadline = time.monotonic() + 60  # until the page's script has drawn every figure
+        while not driver.execute_script("return document.body.dataset.ready === '1'"):
+            assert time.monotonic() < deadline, "the page never finished drawing"
+            time.sleep(0.05)
         charts = {
             key: (rendered, width) for key, rendered, width in driver.execute_script(CHARTS_JS)
         }
@@ -336,7 +343,7 @@ def test_html_report_renders_its_charts_in_chromium(output: str, tmp_path: Path)
         "chart-embedding-map",
     }
     for key, (rendered, width) in charts.items():
-        assert rendered == "1" and width > 300, (key, rendered, width)
+        assert rendered == "1" and width > 300, (key, rendered, width)  # plotted, laid out
     assert references == [] and fetched == [], "the page must not load anything"
     (expected,) = catalog.query(output, "SELECT count(*) FROM records")[1][0]
     assert records == f"{expected:,}"
