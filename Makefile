@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/digestflow generate --out $(SAMPLE) --records $(RECORDS) --seed 7 --overwrite
+	$(BIN)/digestflow generate --out $(SAMPLE) --records $(RECORDS) --records_per_file 100 --seed 7 --overwrite
 	$(BIN)/digestflow run --input '$(SAMPLE)/*.txt*' --output $(OUT) --overwrite
 	$(BIN)/digestflow sql $(OUT) "SELECT count(*) AS records, count(DISTINCT cluster_id) AS clusters, sum(CASE WHEN is_canonical THEN 0 ELSE 1 END) AS duplicates FROM records"
 	$(BIN)/digestflow sql $(OUT) "SELECT title, cluster_size, first_seen, last_seen, tags FROM papers ORDER BY cluster_size DESC, title LIMIT 5"
@@ -46,8 +46,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# The analyst's side end to end: generate, run (with embeddings), print a report, write the
-# HTML page and screenshot it in headless Chromium (apt-get install chromium).
+# The analyst's side end to end: generate ten digest days, run the first nine (with
+# embeddings), add the tenth as the daily update, print reports, write the HTML page and
+# screenshot it in headless Chromium (apt-get install chromium).
 REPORT_INPUT ?= out/report-input
 REPORT_OUT ?= out/report
 REPORT_RECORDS ?= 1000
@@ -56,9 +57,13 @@ CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-firs
 	--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars
 
 report-check: $(STAMP)
-	$(BIN)/digestflow generate --out $(REPORT_INPUT) --records $(REPORT_RECORDS) --seed 7 --malformed_rate 0.02 --overwrite
-	$(BIN)/digestflow run --input '$(REPORT_INPUT)/*.txt*' --output $(REPORT_OUT) --overwrite
+	$(BIN)/digestflow generate --out $(REPORT_INPUT) --records $(REPORT_RECORDS) --records_per_file 100 \
+		--seed 7 --malformed_rate 0.02 --overwrite
+	mkdir -p $(REPORT_INPUT)/today && mv $$(ls $(REPORT_INPUT)/digest_* | tail -n 1) $(REPORT_INPUT)/today/
+	$(BIN)/digestflow run --input '$(REPORT_INPUT)/digest_*' --output $(REPORT_OUT) --overwrite
+	$(BIN)/digestflow run --input '$(REPORT_INPUT)/today/*' --output $(REPORT_OUT) --incremental
 	$(BIN)/digestflow report $(REPORT_OUT) overview
+	$(BIN)/digestflow report $(REPORT_OUT) changes
 	$(BIN)/digestflow report $(REPORT_OUT) --html out/report.html
 	profile=$$(mktemp -d) && $(CHROMIUM) $(CHROMIUM_FLAGS) --user-data-dir=$$profile \
 		--enable-unsafe-swiftshader --virtual-time-budget=10000 \

@@ -187,6 +187,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    try:
+        config = GeneratorConfig(
+            records=args.records,
+            seed=args.seed,
+            records_per_file=args.records_per_file,
+            malformed_rate=args.malformed_rate,
+            revision_rate=args.revision_rate,
+            max_listing_days=args.max_listing_days,
+            compress=args.compress,
+        )
+    except ValueError as error:
+        raise UserError(f"generate: {error}") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory")
@@ -194,12 +206,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not args.overwrite:
             raise UserError(f"{out} is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
-    config = GeneratorConfig(
-        records=args.records,
-        seed=args.seed,
-        malformed_rate=args.malformed_rate,
-        compress=args.compress,
-    )
     summary = generate(out, config)
     print(
         f"wrote {summary.records} records ({summary.distinct_papers} distinct papers, "
@@ -317,7 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True)
     gen.add_argument("--records", type=int, default=2000)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--records_per_file", type=int, default=200, help="records per digest day (one file each)"
+    )
     gen.add_argument("--malformed_rate", type=float, default=0.01)
+    gen.add_argument(
+        "--revision_rate", type=float, default=0.01, help="share of slots that are a v2 of a paper"
+    )
+    gen.add_argument(
+        "--max_listing_days",
+        type=int,
+        default=None,
+        help="most days one paper is listed on (default: 10%% of the days, 2 to 5)",
+    )
     gen.add_argument("--compress", choices=["gz", "bz2", "mixed"], default=None)
     gen.add_argument("--overwrite", action="store_true")
     return parser

@@ -9,8 +9,10 @@ Design notes
 * **A paper is a pure function of ``(seed, paper index)``** (:func:`.papers.make_paper`). The
   generator only keeps a few integers per emitted paper (its index and where it first
   appeared), and regenerates a paper's text when a later record re-scrapes it (with a small LRU
-  cache because re-scrapes favour recent papers). Memory stays small at 1M records and files
-  are streamed.
+  cache because re-scrapes favour recent papers). Papers are published in index order,
+  skipping an index whose title an earlier paper already has (:func:`.papers.distinct_papers`:
+  one 64-bit hash per paper), so no two distinct papers share a title. Memory stays small at
+  1M records and files are streamed.
 * **Record slots** are assigned a *variant* per file with exact cumulative quotas, so the
   counts of each variant match the configured rates up to rounding, at any corpus size.
 * **Determinism**: every random choice comes from ``random.Random`` seeded with strings built
@@ -32,7 +34,8 @@ paper whose word-3-shingle Jaccard (:func:`.similarity.shingle_jaccard`) to the 
     double-escaped;
     ``typo`` 1-3 character typos, each in a different word of the abstract;
     ``truncate`` abstract cut at 85-95 % of its length (possibly mid-word), never below 300 chars;
-    ``append_link`` " Code is available at https://github.com/user/repo." appended;
+    ``append_link`` " Code is available at https://github.com/user/repo." appended (" Project
+    page: https://....github.io/..." when the abstract already cites the repository);
     ``drop_sentence`` one sentence (preferably <= 15 % of the text) removed from >= 5;
     ``change_title`` the title reworded slightly (synonym, inserted/dropped word, suffix, swap),
     abstract unchanged.
@@ -74,7 +77,15 @@ from beam_jobs.synthetic.generator import (
     generate,
     read_ground_truth,
 )
-from beam_jobs.synthetic.papers import PAPER_TYPES, TOPICS, Paper, make_paper, paper_id, paper_index
+from beam_jobs.synthetic.papers import (
+    PAPER_TYPES,
+    TOPICS,
+    Paper,
+    distinct_papers,
+    make_paper,
+    paper_id,
+    paper_index,
+)
 from beam_jobs.synthetic.perturbations import (
     NEAR_DUP_CLASSES,
     PERTURBATIONS,
@@ -111,6 +122,7 @@ __all__ = [
     "generate",
     "is_compact",
     "jaccard",
+    "distinct_papers",
     "make_paper",
     "normalize",
     "open_dump",

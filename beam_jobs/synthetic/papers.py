@@ -4,9 +4,11 @@ rendered from the frames and phrase pools of :mod:`beam_jobs.synthetic.vocabular
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from beam_jobs.synthetic import vocabulary as V
@@ -239,39 +241,61 @@ def _syllable(rng: random.Random) -> str:
     return onset + _pick(rng, V.NUCLEI) + _pick(rng, V.CODAS)
 
 
-def _word(rng: random.Random, syllables: int) -> str:
-    word = "".join(_syllable(rng) for _ in range(syllables))
-    return word[0].upper() + word[1:]
+# What follows a term of art after a hyphen: MoE-Lite, DiT-Flow, KV-Router.
+_TERM_ENDS: tuple[str, ...] = (
+    *V.NAME_HEADS,
+    *(t.lstrip("-") for t in V.NAME_TAIL_X if t[1:2].isupper()),
+)
+
+
+def _head(rng: random.Random, topic: str) -> str:
+    """The last part of a compound: the topic's own ("Diff", "RAG", "ViT") or a generic one."""
+    return _pick(rng, V.NAME_SUFFIXES[topic] if rng.random() < 0.6 else V.NAME_HEADS)
 
 
 def _method_name(rng: random.Random, topic: str) -> str:
-    """Invented names make each paper's key term unique (low cross-paper overlap)."""
+    """A coined method name built from recognisable parts, as the field names methods:
+    "FlashDiff", "RetroFormer", "GraphRAG-X", "SALT", "MoE-Lite", "Heron-VL", "μ-Flow"."""
     r = rng.random()
-    suffix = _pick(rng, V.NAME_SUFFIXES[topic])
-    if r < 0.30:
-        name = _word(rng, rng.randint(1, 2)) + ("-" if rng.random() < 0.3 else "") + suffix
-    elif r < 0.55:
-        letters = "ABCDEFGHIKLMNOPRSTUVWXYZ"
-        name = "".join(_pick(rng, letters) for _ in range(rng.randint(3, 6)))
-        if rng.random() < 0.3:
-            name += "-" + suffix
-    elif r < 0.85:
-        name = _word(rng, rng.randint(1, 2)) + _word(rng, 1)
-    elif r < 0.94:
-        name = _word(rng, 2)
-    else:
-        name = _pick(rng, V.GREEK) + "-" + (_word(rng, 1) if rng.random() < 0.5 else suffix)
-    if rng.random() < 0.1:
+    if r < 0.40:  # compound: FlashDiff, SparseMixer
+        name = _pick(rng, V.NAME_PREFIXES) + _head(rng, topic)
+    elif r < 0.58:  # acronym, often with a head: SALT, DINO-Seg
+        name = _pick(rng, V.ACRONYMS)
+        if rng.random() < 0.5:
+            name += "-" + _head(rng, topic)
+    elif r < 0.72:  # around a term of art: FlashLoRA, SparseMoE, DiT-Flow, MoE-Lite
+        term = _pick(rng, V.MIXED_ACRONYMS)
+        if rng.random() < 0.5:
+            name = _pick(rng, V.NAME_PREFIXES) + term
+        else:
+            name = term + "-" + _pick(rng, _TERM_ENDS)
+    elif r < 0.90:  # an evocative word: Kestrel, Heron-VL, QuartzFlow
+        name = _pick(rng, V.NAME_WORDS)
+        if rng.random() < 0.7:
+            name += _pick(rng, ("-", "")) + _head(rng, topic)
+    else:  # Greek-lettered: μ-Flow, α-Former
+        name = _pick(rng, V.GREEK) + "-" + _head(rng, topic)
+    t = rng.random()
+    if t < 0.08:
         name += _pick(rng, V.NAME_TAILS)
+    elif t < 0.14:
+        name += _pick(rng, V.NAME_TAIL_X)
     return name
 
 
 def _bench_name(rng: random.Random) -> str:
-    if rng.random() < 0.5:
-        base = _word(rng, rng.randint(1, 2))
+    """ChartQA, MMReason-Bench, DeepMathEval, SALT-Bench."""
+    r = rng.random()
+    if r < 0.6:
+        base = _pick(rng, V.BENCH_BASES)
+    elif r < 0.85:
+        base = _pick(rng, V.BENCH_PREFIXES) + _pick(rng, V.BENCH_BASES)
     else:
-        base = "".join(_pick(rng, "ABCDEFGHKLMNPRSTVWXZ") for _ in range(rng.randint(2, 4)))
-    return base + _pick(rng, V.BENCH_SUFFIXES)
+        base = _pick(rng, V.ACRONYMS)
+    suffix = _pick(rng, V.BENCH_SUFFIXES)
+    if base.isupper() and suffix[0] != "-":
+        suffix = "-" + suffix
+    return base + suffix
 
 
 def _repo_slug(name: str) -> str:
@@ -358,6 +382,7 @@ def _draw_facts(rng: random.Random) -> tuple[dict[str, str], tuple[str, ...], st
         "field": field_,
         "field2": field2,
         "repo_url": repo_url,
+        "page_url": page_url,
         "url": page_url if use_page else repo_url,
         "url_kind": "page" if use_page else "repo",
     }
@@ -483,6 +508,23 @@ def make_paper(seed: int, pid: str | int) -> Paper:
     title = _render_title(ctx, paper_type)
     abstract = " ".join(_abstract_sentences(ctx, topics, paper_type, has_code))
     return Paper(index, title, abstract, topics, paper_type, has_code, facts)
+
+
+def distinct_papers(seed: int) -> Iterator[Paper]:
+    """The papers a corpus under ``seed`` publishes, in order: :func:`make_paper` for index 0, 1,
+    2, ... skipping an index whose title (casefolded) an earlier paper already has. Real digests
+    almost never list two different papers under one title, and two papers with one title would
+    be merged by any deduplicator, so the ground truth must not contain them. Remembers one
+    64-bit title hash per paper."""
+    seen: set[int] = set()
+    for index in itertools.count():
+        paper = make_paper(seed, index)
+        key = int.from_bytes(
+            hashlib.blake2b(paper.title.casefold().encode(), digest_size=8).digest()
+        )
+        if key not in seen:
+            seen.add(key)
+            yield paper
 
 
 def abstract_sentences(

@@ -155,7 +155,10 @@ def _perturb_truncate(title: str, abstract: str, rng: random.Random, paper: Pape
 
 def _perturb_append_link(title: str, abstract: str, rng: random.Random, paper: Paper):
     end = "." if rng.random() < 0.75 else ""
-    return title, f"{abstract.rstrip()} Code is available at {paper.facts['repo_url']}{end}"
+    repo = paper.facts["repo_url"]
+    if repo in abstract:  # a paper that already cites its code gains its project page
+        return title, f"{abstract.rstrip()} Project page: {paper.facts['page_url']}{end}"
+    return title, f"{abstract.rstrip()} Code is available at {repo}{end}"
 
 
 def _perturb_drop_sentence(title: str, abstract: str, rng: random.Random, paper: Paper):

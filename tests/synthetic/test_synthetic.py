@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from itertools import combinations
+from itertools import combinations, islice
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from beam_jobs.synthetic import (
     SPACED_HEADER,
     TOPICS,
     GeneratorConfig,
+    distinct_papers,
     file_name,
     generate,
     jaccard,
@@ -41,6 +42,8 @@ from beam_jobs.synthetic import (
     shingles,
     split_sentences,
 )
+from beam_jobs.synthetic import vocabulary as V
+from transforms.text import code_urls
 
 SEEDS_DIR = Path(os.environ.get("DIGESTFLOW_SEEDS", "/work/shared/seeds"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +123,7 @@ def mixed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def papers():
-    return [make_paper(0, i) for i in range(1500)]
+    return list(islice(distinct_papers(0), 1500))
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -454,8 +457,13 @@ CLASS_CHECKS = {
     "append_link": lambda o, v: (
         v[0] == o[0]
         and v[1].startswith(o[1])
-        and re.search(r" Code is available at https://github\.com/[\w-]+/[\w-]+\.?$", v[1])
+        and re.search(
+            r" (Code is available at https://github\.com/[\w-]+/[\w-]+"
+            r"|Project page: https://[\w.-]+\.github\.io/[\w/-]*)\.?$",
+            v[1],
+        )
         is not None
+        and len(code_urls(v[1])) == len(code_urls(o[1])) + 1  # a link the abstract lacked
     ),
     "drop_sentence": lambda o, v: (
         v[0] == o[0]
@@ -536,6 +544,92 @@ def test_no_malformed_no_crlf_and_defaults(tmp_path):
     summary = generate(tmp_path, GeneratorConfig(records=300))
     truth = read_ground_truth(summary.ground_truth)
     assert summary.malformed == 0
-    assert {row["variant"] for row in truth} <= {"original", "exact", *NEAR_DUP_CLASSES}
+    # The default sample carries a few revisions, as real digests do (about 1 in 100 slots).
+    assert {row["variant"] for row in truth} <= {"original", "exact", "revision", *NEAR_DUP_CLASSES}
     for path in map(Path, summary.files):
         assert b"\r" not in path.read_bytes() and not path.read_bytes().startswith(b"\xef")
+
+
+# --------------------------------------------------------------------------------------------
+# A sample that looks like real digests: method names, listing days, revisions
+# --------------------------------------------------------------------------------------------
+
+
+def _name_pattern() -> re.Pattern[str]:
+    """A coined name is recognisable parts joined as the field joins them (FlashDiff, SALT-Seg,
+    MoE-Lite, μ-Flow, Heron-VL++), never letters strung together ("IarntreiltV")."""
+    parts = {
+        *V.NAME_PREFIXES,
+        *V.NAME_HEADS,
+        *(s for suffixes in V.NAME_SUFFIXES.values() for s in suffixes),
+        *V.ACRONYMS,
+        *V.MIXED_ACRONYMS,
+        *V.NAME_WORDS,
+        *V.GREEK,
+        *(t.lstrip("-") for t in V.NAME_TAIL_X),  # MoE-Plus
+    }
+    part = "|".join(map(re.escape, sorted(parts, key=len, reverse=True)))
+    tail = "|".join(map(re.escape, sorted({*V.NAME_TAILS, *V.NAME_TAIL_X}, key=len, reverse=True)))
+    return re.compile(rf"(?:{part})(?:-?(?:{part}))*(?:{tail})?")
+
+
+def test_method_names_are_built_from_recognisable_parts(papers):
+    pattern = _name_pattern()
+    names = [p.facts["M"] for p in papers if p.paper_type == "method"]
+    assert len(names) > 500
+    odd = [n for n in names if not pattern.fullmatch(n)]
+    assert not odd, odd[:10]
+    assert pattern.fullmatch("FlashDiff") and not pattern.fullmatch("IarntreiltV")
+    # Names vary: no single name on more than 1 % of the papers.
+    assert Counter(names).most_common(1)[0][1] <= len(names) // 100
+
+
+def test_no_two_distinct_papers_share_a_title(papers):
+    titles = [p.title.casefold() for p in papers]
+    assert len(set(titles)) == len(titles)
+
+
+def _file_date(name: str) -> dt.date:
+    return dt.date.fromisoformat(re.search(r"\d{4}-\d{2}-\d{2}", name).group())
+
+
+def _listing_days(truth: list[dict]) -> dict[str, list[dt.date]]:
+    days: dict[str, set[dt.date]] = defaultdict(set)
+    for row in truth:
+        days[row["paper_id"]].add(_file_date(row["source_file"]))
+    return {pid: sorted(d) for pid, d in days.items()}
+
+
+@pytest.mark.parametrize(
+    ("records", "per_file", "max_days", "window"),
+    [(2000, 100, None, 2), (1000, 100, None, 2), (6000, 100, None, 5), (2000, 100, 6, 6)],
+)
+def test_papers_stay_listed_a_few_consecutive_days(tmp_path, records, per_file, max_days, window):
+    config = GeneratorConfig(records=records, records_per_file=per_file, max_listing_days=max_days)
+    assert config.listing_days == window
+    truth = read_ground_truth(generate(tmp_path, config).ground_truth)
+    days = _listing_days(truth)
+    spans = [(d[-1] - d[0]).days + 1 for d in days.values()]
+    assert max(spans) <= window
+    if max_days is None:  # the default: no paper on more than 10 % of the days (at least 2)
+        assert max(map(len, days.values())) <= max(2, config.files // 10)
+    # Papers do come back: a real share of them is listed on more than one day.
+    assert sum(len(d) > 1 for d in days.values()) > len(days) // 10
+    if window > 2:
+        assert max(map(len, days.values())) > 2
+
+
+def test_default_sample_has_a_few_revisions(tmp_path):
+    truth = read_ground_truth(generate(tmp_path, GeneratorConfig(records=2000)).ground_truth)
+    revisions = [row for row in truth if row["variant"] == "revision"]
+    assert 10 <= len(revisions) <= 30
+    published = {
+        r["paper_id"]: _file_date(r["source_file"]) for r in truth if r["variant"] == "original"
+    }
+    # A v2 is listed no earlier than its v1.
+    assert all(_file_date(r["source_file"]) >= published[r["paper_id"]] for r in revisions)
+
+
+def test_listing_days_validated():
+    with pytest.raises(ValueError, match="max_listing_days"):
+        GeneratorConfig(max_listing_days=0)
