@@ -8,6 +8,7 @@ before the graph is built.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -22,6 +23,7 @@ from transforms.enrich.embed import EmbedConfig, model_input_limit
 from transforms.enrich.encoders import CLI_BACKENDS, DEFAULT_BACKEND, missing_runtime
 from transforms.enrich.semantic.rule import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
 from transforms.enrich.semantic.rule import SemanticConfig
+from transforms.enrich.tags.head import PACKAGED_HEAD, file_sha256, packaged_head_applies
 from transforms.enrich.tags.taxonomy import Taxonomy, load_tag_examples, load_taxonomy
 
 
@@ -129,12 +131,22 @@ class DigestflowOptions(PipelineOptions):
             "a linear head on top of the zero-shot topic scores (optional; docs/benchmarks.md).",
         )
         parser.add_argument(
+            "--tag_head",
+            choices=("packaged", "none"),
+            default="packaged",
+            help="Topic scores: 'packaged' (default) adds the shipped head trained on labelled "
+            "papers to the zero-shot scores (used with the packaged model, text template and "
+            "taxonomy only; --tag_examples trains one instead); 'none': zero-shot only.",
+        )
+        parser.add_argument(
             "--semantic_threshold",
             type=semantic_threshold,
             default=DEFAULT_SEMANTIC_THRESHOLD,
-            help="Merge clusters that are revisions of one paper: canonicals sharing a name with "
-            f"embedding cosine >= this (default {DEFAULT_SEMANTIC_THRESHOLD}); 0, a negative "
-            "value or 'off' disables. Ignored with --no_embeddings.",
+            help="Merge clusters that are revisions of one paper: canonicals with embedding "
+            f"cosine >= this (default {DEFAULT_SEMANTIC_THRESHOLD}), or a lower bar when they "
+            "share a name, a title, a code link, the first sentence or many words (see "
+            "docs/design.md); 0, a negative value or 'off' disables. Ignored with "
+            "--no_embeddings.",
         )
         parser.add_argument(
             "--output_shards",
@@ -297,4 +309,10 @@ def taxonomy(options: DigestflowOptions) -> Taxonomy | None:
             topics = load_tag_examples(options.tag_examples, topics)
         except (ValueError, OSError) as error:
             raise UserError(f"--tag_examples: {error}") from None
-    return topics if options.embeddings else None
+    if not options.embeddings:
+        return None
+    if not options.tag_examples and options.tag_head == "packaged":
+        config = embed_config(options)
+        if config is not None and packaged_head_applies(topics, config):
+            topics = dataclasses.replace(topics, packaged_head=file_sha256(PACKAGED_HEAD))
+    return topics

@@ -1,13 +1,15 @@
-"""Where the semantic-merge threshold comes from (``make bench``, section *semantic*).
+"""Where the revision rule's bars come from (``make bench``, section *semantic*).
 
 Embeds, with the pipeline's model and text template, the invented revisions of
-``tests/data/revisions.jsonl`` (v1/v2 pairs, plus distinct papers on the same topics) and
-the distinct papers of the seed dumps, then compares:
+``tests/data/revisions_by_kind.jsonl`` (v1/v2 pairs of four kinds, plus distinct near-miss
+papers) and ``tests/data/revisions.jsonl``, and the distinct papers of the seed dumps, then
+prints, for the tiered rule of :mod:`transforms.enrich.semantic.rule`:
 
-* true revisions: cosine of each v1/v2 pair, their word 3-shingle Jaccard (why MinHash misses
-  them), and whether they share a name (:func:`transforms.enrich.semantic.merges.paper_names`);
-* distinct papers: the highest cosine of any two (cosine alone) and of two that share a name
-  named by at most ``max_bucket`` papers (what the merge rule can accept).
+* recall per kind of revision, for the rule alone and with the blocking keys (what the
+  pipeline merges), and false merges among distinct pairs;
+* the margin per evidence kind: the lowest cosine of a revision having it against the highest
+  of two distinct papers having it;
+* the 20 closest distinct pairs with their evidence and tier.
 
 Seed pairs that are versions of one work (same method, retitled) count as revisions, not as
 distinct papers: :data:`KNOWN_SEED_REVISIONS`, found by reading the top pairs of this report.
@@ -15,9 +17,7 @@ distinct papers: :data:`KNOWN_SEED_REVISIONS`, found by reading the top pairs of
 
 from __future__ import annotations
 
-import itertools
 import json
-import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +28,20 @@ import numpy as np
 from bench.common import REPO_ROOT, SEEDS, Settings, emit, log, render_table
 from transforms.dedup.minhash import MinHashConfig, exact_jaccard, shingles
 from transforms.enrich.embed import EmbedConfig, SentenceTransformerHandler
-from transforms.enrich.semantic.names import paper_names
+from transforms.enrich.semantic.evidence import (
+    EVIDENCE_KINDS,
+    blocking_keys,
+    evidence,
+    paper_view,
+    title_run_keys,
+)
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.text import normalized_text, tokens
 
 REVISIONS = REPO_ROOT / "tests" / "data" / "revisions.jsonl"
+# Hand-written, invented v1/v2 pairs of each kind, plus distinct near-miss papers (kind
+# "distinct", each its own paper): never calibrated on, only measured.
+REVISIONS_BY_KIND = REPO_ROOT / "tests" / "data" / "revisions_by_kind.jsonl"
 
 # Seed papers that are versions of one work: (earlier title, later title).
 KNOWN_SEED_REVISIONS: frozenset[frozenset[str]] = frozenset(
@@ -60,6 +69,7 @@ class Paper:
     title: str
     abstract: str
     source: str  # "revisions" or "seeds"
+    kind: str = ""  # revisions_by_kind.jsonl: the kind of revision ("distinct": none)
 
 
 def load_revisions(path: Path = REVISIONS) -> list[dict[str, Any]]:
@@ -68,7 +78,7 @@ def load_revisions(path: Path = REVISIONS) -> list[dict[str, Any]]:
 
 def revision_papers(path: Path = REVISIONS) -> list[Paper]:
     return [
-        Paper(row["paper"], row["title"], row["abstract"], "revisions")
+        Paper(row["paper"], row["title"], row["abstract"], "revisions", row.get("kind", ""))
         for row in load_revisions(path)
     ]
 
@@ -109,115 +119,159 @@ def word_jaccard(a: Paper, b: Paper) -> float:
     )
 
 
-def measure(
+def section(settings: Settings, results: dict[str, Any]) -> None:
+    """Where the merge rule's bars come from, and what it finds per kind of revision."""
+    if not SEEDS.is_dir() or not any(SEEDS.glob("*.txt")):
+        log("seed dumps absent: the distinct seed pairs are left out of the margins")
+    tier_section(results)
+
+
+# ----------------------------------------------------------------------------- the tiers
+
+
+def rule_pairs(
     papers: list[Paper], vectors: np.ndarray, config: SemanticConfig | None = None
-) -> dict[str, Any]:
-    """Revision vs distinct-paper cosines, with and without the shared-name condition."""
+) -> list[dict[str, Any]]:
+    """Every pair with cosine >= the rule's lowest bar: its cosine, evidence, whether it
+    shares a blocking key (meets in a bucket: keys held by more than max_bucket papers do
+    not count), and the tier that accepts it."""
     config = config or SemanticConfig()
-    names = [paper_names(p.title, p.abstract) for p in papers]
-    frequency = Counter(name for found in names for name in found)
-    usable = [{n for n in found if frequency[n] <= config.max_bucket} for found in names]
+    views = [paper_view(p.title, p.abstract) for p in papers]
+    keys = [blocking_keys(p.title, p.abstract, v) for p, v in zip(papers, views, strict=True)]
+    holders = Counter(k for found in keys for k in found)
+    usable = [{k for k in found if holders[k] <= config.max_bucket} for found in keys]
+    # as RevisionMerges pairs: a key that is only a part of both titles pairs nothing
+    parts = [{k for k, part in title_run_keys(v).items() if part} for v in views]
     similarity = vectors @ vectors.T
-    revisions, distinct_all, distinct_named = [], [], []
-    for i, j in itertools.combinations(range(len(papers)), 2):
-        a, b, cos = papers[i], papers[j], float(similarity[i, j])
-        shared = sorted(usable[i] & usable[j])
-        if a.key == b.key:
-            revisions.append(
-                {
-                    "paper": a.key,
-                    "source": a.source,
-                    "cosine": round(cos, 4),
-                    "jaccard": round(word_jaccard(a, b), 4),
-                    "shared_names": shared,
-                }
-            )
-        else:
-            pair = {"a": a.title, "b": b.title, "cosine": round(cos, 4), "shared_names": shared}
-            distinct_all.append(pair)
-            if shared:
-                distinct_named.append(pair)
-    distinct_all.sort(key=lambda p: -p["cosine"])
-    distinct_named.sort(key=lambda p: -p["cosine"])
-    named = [r["cosine"] for r in revisions if r["shared_names"]]
-    cosines = [r["cosine"] for r in revisions]
-    max_named = distinct_named[0]["cosine"] if distinct_named else 0.0
-    max_all = distinct_all[0]["cosine"]
+    pairs = []
+    for i, j in zip(*np.nonzero(np.triu(similarity >= config.lowest_bar, k=1)), strict=True):
+        cos = float(similarity[i, j])
+        found = evidence(views[i], views[j])
+        a, b = papers[i], papers[j]
+        pairs.append(
+            {
+                "same": a.key == b.key,
+                "kind": (a.kind or a.source) if a.key == b.key else f"distinct ({a.source})",
+                "cosine": cos,
+                "evidence": found,
+                "meets": bool((usable[i] & usable[j]) - (parts[i] & parts[j])),
+                "tier": config.tier(cos, found),
+                "titles": (a.title, b.title),
+                "index": (int(i), int(j)),
+            }
+        )
+    return pairs
+
+
+def tier_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
+    """Recall per kind of revision and false merges among distinct pairs, for the rule alone
+    and with the blocking (what the pipeline merges), plus the margin per evidence kind."""
+    config = SemanticConfig()
+    pairs = rule_pairs(papers, vectors, config)
+    revision_keys = Counter(p.key for p in papers)
+    kinds = Counter(p.kind or p.source for p in papers if revision_keys[p.key] == 2)
+    per_kind = []
+    for kind in sorted(kinds):
+        total = kinds[kind] // 2
+        found = [p for p in pairs if p["same"] and p["kind"] == kind]
+        per_kind.append(
+            {
+                "kind": kind,
+                "pairs": total,
+                "accepted_by_rule": sum(p["tier"] is not None for p in found),
+                "merged": sum(p["tier"] is not None and p["meets"] for p in found),
+            }
+        )
+    distinct = [p for p in pairs if not p["same"]]
+    for source in sorted({p["kind"] for p in distinct}):
+        mine = [p for p in distinct if p["kind"] == source]
+        per_kind.append(
+            {
+                "kind": source,
+                "pairs": "-",
+                "accepted_by_rule": sum(p["tier"] is not None for p in mine),
+                "merged": sum(p["tier"] is not None and p["meets"] for p in mine),
+            }
+        )
+    similarity = vectors @ vectors.T
+    margins = []
+    for kind in ("none", *EVIDENCE_KINDS):
+
+        def has(p: dict[str, Any], kind: str = kind) -> bool:
+            return not p["evidence"] if kind == "none" else kind in p["evidence"]
+
+        same = [p["cosine"] for p in pairs if p["same"] and has(p)]
+        other = [p["cosine"] for p in distinct if has(p)]
+        margins.append(
+            {
+                "evidence": kind,
+                "revisions_with_it": len(same),
+                "revision_min": round(min(same), 3) if same else None,
+                "distinct_max": round(max(other), 3) if other else f"< {config.lowest_bar}",
+            }
+        )
+    top = sorted(distinct, key=lambda p: -p["cosine"])[:20]
+    del similarity
     return {
-        "papers": len(papers),
-        "revision_pairs": len(revisions),
-        "revisions_sharing_a_name": len(named),
-        "revision_cosine_min": min(cosines),
-        "revision_cosine_median": round(statistics.median(cosines), 4),
-        "revision_cosine_max": max(cosines),
-        "revision_named_cosine_min": min(named) if named else None,
-        "revision_jaccard_max": max(r["jaccard"] for r in revisions),
-        "distinct_cosine_max": max_all,
-        "distinct_named_cosine_max": max_named,
-        "margin_cosine_only": round(min(cosines) - max_all, 4),
-        "margin_with_names": round(min(named) - max_named, 4) if named else None,
-        "midpoint_with_names": round((min(named) + max_named) / 2, 4) if named else None,
-        "threshold": config.threshold,
-        "revisions_merged": sum(c >= config.threshold for c in named),
-        "distinct_merged": sum(p["cosine"] >= config.threshold for p in distinct_named),
-        "revisions": revisions,
-        "top_distinct": distinct_all[:5],
-        "top_distinct_named": distinct_named[:5],
+        "per_kind": per_kind,
+        "margins": margins,
+        "top_distinct": [
+            {
+                "cosine": round(p["cosine"], 3),
+                "evidence": sorted(p["evidence"]),
+                "tier": p["tier"],
+                "a": p["titles"][0],
+                "b": p["titles"][1],
+            }
+            for p in top
+        ],
     }
 
 
-def semantic_margin(seeds_dir: Path = SEEDS) -> dict[str, Any] | None:
-    """The measurement on revisions.jsonl + the seed dumps (None without the seeds)."""
-    if not seeds_dir.is_dir() or not any(seeds_dir.glob("*.txt")):
-        return None
-    papers = revision_papers() + seed_papers(seeds_dir)
-    return measure(papers, embed(papers))
-
-
-def section(settings: Settings, results: dict[str, Any]) -> None:
-    """Why --semantic_threshold is what it is: revision vs distinct-paper cosines."""
-    measured = semantic_margin()
-    if measured is None:
-        log("seed dumps absent: semantic margin skipped")
-        return
-    results["semantic"] = measured
-    m = measured
+def tier_section(results: dict[str, Any], seeds_dir: Path = SEEDS) -> None:
+    papers = revision_papers(REVISIONS_BY_KIND) + revision_papers()
+    if seeds_dir.is_dir() and any(seeds_dir.glob("*.txt")):
+        papers += seed_papers(seeds_dir)
+    measured = tier_tables(papers, embed(papers))
+    results["semantic_tiers"] = measured
     emit(
         results,
         render_table(
-            f"Semantic merge: true revisions vs distinct papers ({m['papers']} papers: "
-            "tests/data/revisions.jsonl + seed dumps; cosine of all-MiniLM-L6-v2 embeddings)",
-            ["measure", "cosine only", "with a shared name"],
+            "Revision merge per kind: pairs the tiered rule accepts, and those the pipeline "
+            "merges (the pair must also share a blocking key); distinct rows: false merges",
+            ["kind", "pairs", "accepted by the rule", "merged"],
             [
-                ["revision pairs", m["revision_pairs"], m["revisions_sharing_a_name"]],
-                ["revision cosine min", m["revision_cosine_min"], m["revision_named_cosine_min"]],
-                ["revision cosine median", m["revision_cosine_median"], "-"],
-                ["revision word-3-shingle Jaccard max", m["revision_jaccard_max"], "-"],
-                [
-                    "max cosine of distinct papers",
-                    m["distinct_cosine_max"],
-                    m["distinct_named_cosine_max"],
-                ],
-                [
-                    "margin (revision min - distinct max)",
-                    m["margin_cosine_only"],
-                    m["margin_with_names"],
-                ],
-                ["midpoint", "-", m["midpoint_with_names"]],
-                ["chosen --semantic_threshold", "-", m["threshold"]],
-                ["revisions merged at it", "-", m["revisions_merged"]],
-                ["distinct pairs merged at it", "-", m["distinct_merged"]],
+                [r["kind"], r["pairs"], r["accepted_by_rule"], r["merged"]]
+                for r in measured["per_kind"]
             ],
         ),
     )
     emit(
         results,
         render_table(
-            "Closest distinct papers that share a name (what the threshold must stay above)",
-            ["cosine", "shared name", "paper a", "paper b"],
+            "Margins per evidence kind: lowest cosine of a revision having it vs highest of "
+            f"two distinct papers having it (pairs below {SemanticConfig().lowest_bar} not listed)",
+            ["evidence", "revisions with it", "revision min", "distinct max"],
             [
-                [p["cosine"], ",".join(p["shared_names"]), p["a"][:50], p["b"][:50]]
-                for p in m["top_distinct_named"]
+                [m["evidence"], m["revisions_with_it"], m["revision_min"], m["distinct_max"]]
+                for m in measured["margins"]
+            ],
+        ),
+    )
+    emit(
+        results,
+        render_table(
+            "Closest distinct pairs (seed dumps and hand-written near-misses) and their tier",
+            ["cosine", "evidence", "tier", "paper a", "paper b"],
+            [
+                [
+                    p["cosine"],
+                    ",".join(p["evidence"]) or "-",
+                    p["tier"] or "-",
+                    p["a"][:45],
+                    p["b"][:45],
+                ]
+                for p in measured["top_distinct"]
             ],
         ),
     )

@@ -141,7 +141,8 @@ PAPER_NAME_FIELDS: list[pa.Field] = [
     _field(
         "names",
         pa.list_(pa.string()),
-        "What its text names (transforms.enrich.semantic.merges.paper_names): the merge's blocking keys.",
+        "The merge's blocking keys of its text (transforms.enrich.semantic.evidence.blocking_keys): "
+        "coined names and hashes of its title runs, first sentence and code links.",
         False,
     ),
     _field(

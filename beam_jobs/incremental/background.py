@@ -34,7 +34,7 @@ from beam_jobs.incremental.part import find_part
 from beam_jobs.store import versions
 from beam_jobs.store.tables import table_files
 from transforms.dedup.duplicates import DedupConfig
-from transforms.enrich.semantic.names import names_row_of
+from transforms.enrich.semantic.evidence import names_row_of
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.incremental.joined import JoinedCopy, grown_cluster, joined_row
 from transforms.incremental.part import UpdatePart

@@ -36,7 +36,7 @@ from beam_jobs.store.tables import read_table
 from beam_jobs.store.versions import dir_exists
 from transforms.dedup.duplicates import DedupConfig
 from transforms.dedup.minhash import MinHasher, band_hashes
-from transforms.enrich.semantic.names import paper_names
+from transforms.enrich.semantic.evidence import paper_names
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.incremental.joined import ROLE_COLUMNS, JoinedCopy, joined_copies
 from transforms.incremental.part import NewTexts, PreviousIndex, UpdatePart, affected_part

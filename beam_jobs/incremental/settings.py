@@ -28,7 +28,8 @@ def run_settings(
     run: the clustering settings, the year rule for dates, what produced the stored
     embeddings (the model named as the user gave it: the packaged default is stored as
     ``None``, so a rebuilt environment is not a different model), the semantic merge, and
-    the tagging (a fingerprint of the taxonomy and its labelled examples)."""
+    the tagging (a fingerprint of the taxonomy and its labelled examples, and which packaged
+    head it adds)."""
     clustering = {k: v for k, v in asdict(dedup).items() if k not in PERFORMANCE_ONLY}
     settings: dict[str, Any] = {"dedup": _plain(clustering), "digest_year": digest_year}
     if embed is not None:
@@ -40,18 +41,21 @@ def run_settings(
         }
     else:
         settings["embedding"] = None
-    settings["semantic"] = (
-        None
-        if semantic is None
-        else {"threshold": semantic.threshold, "max_bucket": semantic.max_bucket}
-    )
-    settings["tags"] = None if topics is None else {"taxonomy": taxonomy_fingerprint(topics)}
+    settings["semantic"] = None if semantic is None else semantic.settings()
+    settings["tags"] = None if topics is None else _tag_settings(topics)
     return settings
 
 
 def taxonomy_fingerprint(topics: Taxonomy) -> str:
     """Identity of a taxonomy with its examples (a frozen dataclass: its repr is its value)."""
     return hashlib.sha256(repr(topics).encode("utf-8")).hexdigest()[:16]
+
+
+def _tag_settings(topics: Taxonomy) -> dict[str, Any]:
+    tags: dict[str, Any] = {"taxonomy": taxonomy_fingerprint(topics)}
+    if topics.packaged_head is not None:  # absent, not None: outputs from before it compare equal
+        tags["head"] = f"packaged {topics.packaged_head[:16]} (--tag_head)"
+    return tags
 
 
 def _plain(value: Any) -> Any:

@@ -332,6 +332,7 @@ VALID = {
     "semantic_threshold": ["0.82", "off", "0", "1"],
     "max_seq_length": ["256"],
     "embedding_backend": ["torch", "onnx", "openvino"],
+    "tag_head": ["packaged", "none"],
     "sdk_container_image": [
         "us-central1-docker.pkg.dev/p/digestflow/digestflow:abc1234",
         "gcr.io/p/digestflow@sha256:" + "a" * 64,
@@ -350,6 +351,7 @@ INVALID = {
     "semantic_threshold": ["1.5", "-0.5", "on", ""],
     "max_seq_length": ["0", "x"],
     "embedding_backend": ["onnx-int8", "Torch", ""],
+    "tag_head": ["Packaged", "off", ""],
     "sdk_container_image": ["", "digestflow image"],
 }
 

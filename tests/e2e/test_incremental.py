@@ -209,7 +209,7 @@ def test_update_embeds_only_texts_never_seen(tmp_path: Path) -> None:
     assert 0 < summary["embedded_texts"] <= summary["records_parsed"]  # new texts only
     reference = _run(days, full)
     assert summary["embedded_texts"] < reference["embedded_texts"]
-    with pytest.raises(UserError, match=r"semantic\.threshold: 0\.82 -> None"):
+    with pytest.raises(UserError, match=r"semantic\.threshold: 0\.9 -> None"):
         _run(rest, incremental, "--incremental", "--semantic_threshold", "off")
     # no text was embedded twice: the table keeps every vector ever computed, once each
     keys = _table(incremental, "SELECT count(*), count(DISTINCT text_key) FROM embeddings")[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
@@ -21,8 +22,15 @@ from beam_jobs.store import versions
 from beam_jobs.store.tables import table_glob
 from bench import semantic as bench_semantic
 from transforms.dedup.clusters import SEMANTIC
+from transforms.enrich.semantic.evidence import (
+    blocking_keys,
+    evidence,
+    paper_names,
+    paper_view,
+    title_runs,
+)
 from transforms.enrich.semantic.merges import MergeClusterSummaries, RevisionMerges
-from transforms.enrich.semantic.names import is_coined, paper_names
+from transforms.enrich.semantic.names import coined_names, is_coined
 from transforms.enrich.semantic.rule import (
     DEFAULT_THRESHOLD,
     Candidate,
@@ -63,18 +71,101 @@ def test_is_coined(token: str, coined: bool) -> None:
     assert is_coined(token) is coined
 
 
-def test_paper_names_title_terms_repeated_terms_and_title() -> None:
-    names = paper_names(
+def test_coined_names_title_terms_and_repeated_terms() -> None:
+    names = coined_names(
         "FlowPrune: Token Pruning",
         "We propose FlowPrune. On ImageNet it helps; FlowPrune is fast. CLIP and CLIP again.",
     )
-    assert names == {"flowprune", "clip", "title:flowprune token pruning"}
-    assert "imagenet" not in names  # used once in the abstract: mentioned, not named
+    assert names == {"flowprune", "clip"}  # ImageNet, used once, is mentioned, not named
+    keys = paper_names("FlowPrune: Token Pruning", "We propose FlowPrune. FlowPrune is fast.")
+    assert "flowprune" in keys and len(keys) > 1  # plus hashed title runs and the lead
 
 
-def candidate(cluster_id: str, vector, names=("x",), rank=None) -> Candidate:
+ABSTRACT = (
+    "Sparse attention cuts the cost of long-context inference in transformer language models. "
+    "We route each query to a few key blocks chosen by a learned scorer and train it jointly."
+)
+V2_ABSTRACT = (
+    "Sparse attention cuts the cost of long-context inference in transformer language models. "
+    "Our learned block scorer routes every query to few key blocks; trained jointly, it keeps "
+    "accuracy on long-context retrieval while halving latency. Code: https://github.com/a/b"
+)
+
+
+def test_title_runs_prefixes_suffixes_and_the_whole_title() -> None:
+    runs = title_runs(tuple(["a", "b", "c", "d", "e"]))
+    assert tuple(["a", "b", "c", "d", "e"]) in runs
+    assert {tuple(["a", "b", "c", "d"]), tuple(["b", "c", "d", "e"])} <= runs
+    assert not any(len(r) < 4 for r in runs)
+
+
+@pytest.mark.parametrize(
+    "v1, v2",
+    [
+        (
+            "Learned Block Routing for Sparse Attention",
+            "Learned Block Routing for Sparse Attention",
+        ),
+        (
+            "Learned Block Routing for Sparse Attention",
+            "Learned Block Routing for Sparse Attention: The Role of Scorers and Budgets",
+        ),
+        (
+            "Learned Block Routing for Sparse Attention",
+            "Rethinking Learned Block Routing for Sparse Attention",
+        ),
+        (
+            "Learned Block Routing for Sparse Attention",
+            "Does Learned Block Routing for Sparse Attention Scale? Evidence from Five Models",
+        ),
+    ],
+)
+def test_a_title_inside_another_is_evidence_and_a_shared_key(v1: str, v2: str) -> None:
+    a, b = paper_view(v1, ABSTRACT), paper_view(v2, V2_ABSTRACT)
+    assert "title" in evidence(a, b)
+    assert blocking_keys(v1, ABSTRACT) & blocking_keys(v2, V2_ABSTRACT)
+
+
+def test_evidence_kinds() -> None:
+    a = paper_view("Learned Block Routing for Sparse Attention", ABSTRACT)
+    b = paper_view("Cheaper Long Contexts with Routed Attention", V2_ABSTRACT)
+    assert evidence(a, b) == {"lead", "words"}  # same first sentence, most content words
+    c = paper_view("Some Other Title About Graphs", "Graphs are everywhere. https://github.com/a/b")
+    d = paper_view("A Fourth Title On Proteins", "See https://github.com/A/b.git for the code.")
+    assert "link" in evidence(c, d)  # one repository, however it is written
+    e = paper_view("GraphMix: Mixing Nodes", "GraphMix mixes nodes.")
+    f = paper_view("Mixing Edges Too", "We extend GraphMix to edges. GraphMix is simple.")
+    assert "name" in evidence(e, f)
+    # three shared tokens are not a title inside another: "Sparse Attention Models" is too short
+    g = paper_view("Sparse Attention Models", "Unrelated text about sparse attention in models.")
+    assert "title" not in evidence(a, g)
+    cited = paper_view("Other", "We build on https://arxiv.org/abs/2401.00001 and more.")
+    citing = paper_view("Another", "As in https://arxiv.org/abs/2401.00001, we do more.")
+    assert "link" not in evidence(cited, citing)  # an arXiv citation is not a code link
+
+
+@pytest.mark.parametrize(
+    "similarity, found, tier",
+    [
+        (0.95, frozenset(), "cosine"),
+        (0.90, frozenset(), "cosine"),
+        (0.89, frozenset(), None),
+        (0.87, frozenset({"title"}), "title"),
+        (0.85, frozenset({"title"}), None),
+        (0.81, frozenset({"words"}), "words"),
+        (0.79, frozenset({"words", "title", "name"}), None),
+        (0.86, frozenset({"name"}), "named"),
+        (0.86, frozenset({"lead"}), "named"),
+        (0.82, frozenset({"link"}), None),
+    ],
+)
+def test_tiers(similarity: float, found: frozenset[str], tier: str | None) -> None:
+    assert SemanticConfig().tier(similarity, found) == tier
+
+
+def candidate(cluster_id: str, vector, names=("x",), rank=None, view=None) -> Candidate:
     vector = np.asarray(vector, dtype=np.float32)
-    return Candidate(cluster_id, rank or (cluster_id,), frozenset(names), vector)
+    return Candidate(cluster_id, rank or (cluster_id,), frozenset(names), vector, view)
 
 
 def unit(*values: float) -> np.ndarray:
@@ -92,14 +183,20 @@ def test_cosine() -> None:
     assert cosine([0, 0], [1, 0]) == 0.0
 
 
-def test_bucket_edges_need_a_shared_name_and_the_threshold() -> None:
+def test_bucket_edges_apply_the_tiers() -> None:
     a = candidate("a", unit(1, 0))
-    b = candidate("b", unit(1, 0.1))  # cosine 0.995
+    b = candidate("b", unit(1, 0.1))  # cosine 0.995: the cosine tier
     c = candidate("c", unit(1, 1))  # cosine 0.71 to a
-    d = candidate("d", unit(1, 0), names=("other",))
-    edges = bucket_edges([c, b, a, d], threshold=0.9)
-    assert [(x, y) for x, y, _ in edges] == [("a", "b")]
-    assert edges[0][2] == pytest.approx(cosine(a.embedding, b.embedding))
+    v1 = paper_view("Learned Block Routing for Sparse Attention", ABSTRACT)
+    v2 = paper_view("Learned Block Routing for Sparse Attention: Budgets", V2_ABSTRACT)
+    d = candidate("d", angle(0), view=v1)
+    e = candidate("e", angle(30), view=v2)  # cosine 0.866, title inside: the title tier
+    f = candidate("f", angle(-30))  # as close to d, without evidence
+    config = SemanticConfig(threshold=0.9)
+    edges = bucket_edges([c, b, a], config)
+    assert [(x, y, t) for x, y, t, _ in edges] == [("a", "b", "cosine")]
+    assert edges[0][3] == pytest.approx(cosine(a.embedding, b.embedding))
+    assert [(x, y, t) for x, y, t, _ in bucket_edges([f, e, d], config)] == [("d", "e", "title")]
 
 
 def test_merge_group_splits_chains_and_follows_the_policy_rank() -> None:
@@ -107,13 +204,15 @@ def test_merge_group_splits_chains_and_follows_the_policy_rank() -> None:
     a = candidate("a", angle(0), rank=(2,))
     b = candidate("b", angle(20), rank=(1,))  # first by policy: the merged canonical
     c = candidate("c", angle(40), rank=(3,))  # cosine 0.94 to b, 0.77 to a
-    merges = merge_group([c, a, b], threshold=0.9)
+    merges = merge_group([c, a, b], SemanticConfig(threshold=0.9))
     assert {(m.cluster_id, m.into) for m in merges} == {("a", "b"), ("c", "b")}
     # with a as the canonical, c is too far from it and stays alone
     a_first = candidate("a", angle(0), rank=(0,))
-    merges = merge_group([c, a_first, b], threshold=0.9)
+    merges = merge_group([c, a_first, b], SemanticConfig(threshold=0.9))
     assert {(m.cluster_id, m.into) for m in merges} == {("b", "a")}
-    assert merge_group([b, c, a_first], 0.9) == merges  # order does not matter
+    assert (
+        merge_group([b, c, a_first], SemanticConfig(threshold=0.9)) == merges
+    )  # order does not matter
 
 
 def test_merged_row_moves_the_former_canonical_and_keeps_duplicate_links() -> None:
@@ -203,6 +302,42 @@ def test_revision_merges_composite() -> None:
         assert_that(merges, equal_to([("b", "a", expected)]))
 
 
+def test_revision_merges_of_each_kind_match_the_rule_and_never_join_distinct_papers() -> None:
+    """The Beam stage on the hand-written revisions of each kind and the distinct near-miss
+    papers (real model): it merges exactly the v1/v2 pairs that share a blocking key and pass
+    a tier, and no two distinct papers."""
+    papers = bench_semantic.revision_papers(bench_semantic.REVISIONS_BY_KIND)
+    vectors = bench_semantic.embed(papers)
+    ids = [f"{p.key}/{i}" for i, p in enumerate(papers)]
+    members = [
+        Candidate(
+            ids[i],
+            (i,),
+            blocking_keys(p.title, p.abstract),
+            vectors[i],
+            paper_view(p.title, p.abstract),
+        )
+        for i, p in enumerate(papers)
+    ]
+    config = SemanticConfig()
+    expected = set()
+    for pair in bench_semantic.rule_pairs(papers, vectors, config):
+        if pair["tier"] is not None and pair["meets"]:
+            assert pair["same"], pair["titles"]  # no tier accepts two distinct papers
+            a, b = pair["index"]
+            expected.add((ids[max(a, b)], ids[min(a, b)]))
+    kinds = Counter(papers[int(i.split("/")[1])].kind for _, i in expected)
+    assert kinds["reworded_abstract"] == 12 and kinds["extended_title"] >= 11
+    with TestPipeline() as p:
+        merges = (
+            p
+            | beam.Create(members)
+            | RevisionMerges(config)
+            | beam.MapTuple(lambda old, m: (old, m.into))
+        )
+        assert_that(merges, equal_to(sorted(expected)))
+
+
 def test_merge_cluster_summaries_composite() -> None:
     day = dt.date(2024, 3, 1)
 
@@ -236,18 +371,27 @@ def revision_rows() -> list[dict]:
     return bench_semantic.load_revisions(REVISIONS)
 
 
-def expected_merges(rows: list[dict], threshold: float = DEFAULT_THRESHOLD) -> set[str]:
-    """Papers whose v2 the rule can merge (both versions name a common term)."""
-    by_paper: dict[str, dict[int, dict]] = {}
-    for row in rows:
-        by_paper.setdefault(row["paper"], {})[row["version"]] = row
-    return {
-        paper
-        for paper, versions in by_paper.items()
-        if 2 in versions
-        and paper_names(versions[1]["title"], versions[1]["abstract"])
-        & paper_names(versions[2]["title"], versions[2]["abstract"])
-    }
+def expected_merges(rows: list[dict]) -> set[str]:
+    """Papers whose v2 the rule merges: the versions share a blocking key (so they meet in a
+    bucket) and a tier of the default rule accepts them (cosine of the embedded texts)."""
+    vectors = bench_semantic.embed(bench_semantic.revision_papers(REVISIONS))
+    by_paper: dict[str, dict[int, tuple[dict, np.ndarray]]] = {}
+    for row, vector in zip(rows, vectors, strict=True):
+        by_paper.setdefault(row["paper"], {})[row["version"]] = (row, vector)
+    config = SemanticConfig()
+    merged = set()
+    for paper, by_version in by_paper.items():
+        if 2 not in by_version:
+            continue
+        (a, va), (b, vb) = by_version[1], by_version[2]
+        if not paper_names(a["title"], a["abstract"]) & paper_names(b["title"], b["abstract"]):
+            continue
+        found = evidence(
+            paper_view(a["title"], a["abstract"]), paper_view(b["title"], b["abstract"])
+        )
+        if config.tier(cosine(va, vb), found) is not None:
+            merged.add(paper)
+    return merged
 
 
 def test_revisions_data_is_what_minhash_misses() -> None:
@@ -360,7 +504,7 @@ def test_pipeline_merges_revisions_into_one_cluster(revisions_run) -> None:
             assert second["duplicate_of"] == first["record_id"]
             expected = cosine(vector[(paper, 1)], vector[(paper, 2)])
             assert second["similarity"] == pytest.approx(expected, abs=1e-3)
-            assert second["similarity"] >= DEFAULT_THRESHOLD
+            assert second["similarity"] >= SemanticConfig().lowest_bar
     semantic_rows = [r for r in records if r["dup_kind"] == SEMANTIC]
     assert len(semantic_rows) == len(merged) == summary["semantic_merges"]
     # nothing lost: every parsed record enriched and written once, clusters table consistent

@@ -599,3 +599,68 @@ def test_prototype_cache_key_and_damage(tmp_path):
     assert load_vectors(path, 3) is None  # other texts
     path.write_bytes(b"not numpy")
     assert load_vectors(path, 2) is None  # damaged: a miss, re-embedded
+
+
+# --------------------------------------------------------------------------- packaged head
+
+
+def test_packaged_head_applies_to_the_default_setup_only(taxonomy):
+    from transforms.enrich.tags.head import packaged_head_applies
+
+    assert packaged_head_applies(taxonomy, EmbedConfig())
+    assert packaged_head_applies(taxonomy, EmbedConfig(backend="torch"))  # same vectors
+    assert not packaged_head_applies(taxonomy, EmbedConfig(max_seq_length=128))
+    assert not packaged_head_applies(taxonomy, EmbedConfig(text_template="{abstract}"))
+    other = dataclasses.replace(taxonomy, topics=taxonomy.topics[:-1])
+    assert not packaged_head_applies(other, EmbedConfig())
+
+
+def test_tag_head_option_and_a_changed_head_file_is_refused(taxonomy, tmp_path):
+    from beam_jobs.options import DigestflowOptions
+    from beam_jobs.options import taxonomy as taxonomy_option
+    from transforms.enrich.tags.head import PACKAGED_HEAD, file_sha256, load_head
+
+    assert taxonomy_option(DigestflowOptions([])).packaged_head == file_sha256(PACKAGED_HEAD)
+    assert taxonomy_option(DigestflowOptions(["--tag_head", "none"])).packaged_head is None
+    assert taxonomy_option(DigestflowOptions(["--no_embeddings"])) is None
+    head = load_head(PACKAGED_HEAD, file_sha256(PACKAGED_HEAD))
+    assert head.weights.shape == (384 + 1, len(taxonomy.names))  # weights and a bias
+    with pytest.raises(ValueError, match="changed"):
+        load_head(PACKAGED_HEAD, "0" * 64)
+
+
+def test_the_packaged_head_is_a_setting_of_its_own(taxonomy):
+    """An update names the head when it differs; an output tagged before the head existed
+    (no "head" leaf) matches --tag_head none and keeps its taxonomy fingerprint."""
+    from beam_jobs.incremental.settings import (
+        run_settings,
+        settings_differences,
+        taxonomy_fingerprint,
+    )
+    from transforms.dedup.duplicates import DedupConfig
+    from transforms.enrich.tags.head import PACKAGED_HEAD, file_sha256
+
+    headed = dataclasses.replace(taxonomy, packaged_head=file_sha256(PACKAGED_HEAD))
+    assert taxonomy_fingerprint(headed) == taxonomy_fingerprint(taxonomy)
+    plain = run_settings(DedupConfig(), EmbedConfig(), topics=taxonomy)
+    assert "head" not in plain["tags"]
+    differences = settings_differences(
+        plain, run_settings(DedupConfig(), EmbedConfig(), topics=headed)
+    )
+    assert len(differences) == 1 and differences[0].startswith("tags.head: None -> 'packaged ")
+    assert "--tag_head" in differences[0]
+
+
+def test_packaged_head_is_what_train_head_writes_from_the_labels(tmp_path):
+    """The shipped weights are reproducible from the labels and the model (not stale)."""
+    if not SEEDS.is_dir():
+        pytest.skip(f"seed dumps not available at {SEEDS}")
+    from bench import train_head
+    from transforms.enrich.tags.head import PACKAGED_HEAD, load_head
+
+    out = tmp_path / "head.npz"
+    assert train_head.main(["--seeds", str(SEEDS), "--out", str(out)]) == 0
+    shipped, fresh = load_head(PACKAGED_HEAD), load_head(out)
+    np.testing.assert_allclose(fresh.weights, shipped.weights, atol=1e-4)
+    assert fresh.assignment == shipped.assignment
+    assert (fresh.active == shipped.active).all()

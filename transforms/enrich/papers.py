@@ -20,8 +20,8 @@ import apache_beam as beam
 
 from transforms.enrich.embed import EmbedConfig, embedding_text
 from transforms.enrich.known import EmbedUnseenTexts
+from transforms.enrich.semantic.evidence import names_row
 from transforms.enrich.semantic.merges import RevisionMerges
-from transforms.enrich.semantic.names import names_row
 from transforms.enrich.semantic.rule import Merge, SemanticConfig, candidate, merged_row
 from transforms.enrich.tags.tagging import TagPapers, Taxonomy
 from transforms.incremental.part import UpdatePartSource

@@ -1,32 +1,32 @@
 """Merge lexical clusters that are versions of one paper (an "arXiv v2"), by embedding.
 
-A revised abstract can share almost no word 3-shingles with its first version (Jaccard
-0.01-0.06 on ``tests/data/revisions.jsonl``), so MinHash never links them. Their embeddings
-stay close, but not closer than distinct papers on one topic: with all-MiniLM-L6-v2 the
-revisions score cosine 0.833-0.915 (the invented ones and a retitled seed paper) while two
-distinct seed papers reach 0.879 (`make bench`, section *semantic*). Cosine alone cannot separate them, so a merge needs two things:
-
-1. a shared **name**: a coined term (``FlowPrune``, ``UPGD``, ``QM9``: camel case, or an
-   acronym of >= 3 characters) that *both* texts use as a name, i.e. in the title or at least
-   twice in the abstract; an identical title counts as a shared name too. A revision keeps
-   naming its method; two papers on one topic share topic words and cite common baselines,
-   but rarely both *name* the same thing;
-2. **cosine >= threshold** between the two canonical embeddings (default 0.82, the midpoint
-   of the measured margin among pairs that share a name: distinct seed papers <= 0.812, true
-   revisions >= 0.833).
+A revised abstract can share almost no word 3-shingles with its first version, so MinHash
+never links them. Their embeddings stay close, but not always closer than two distinct
+papers on one topic (all-MiniLM-L6-v2: distinct seed papers reach cosine 0.879, a moderately
+reworded v2 can score 0.85). So a pair of lexical canonicals merges when the tiered rule of
+:mod:`.rule` accepts it: cosine alone above a high bar, or a lower bar when the pair also
+shares evidence (:mod:`.evidence`: a coined name, one title inside the other, the same code
+link or first sentence, many content words).
 
 Shape (worst-case values per key in brackets)::
 
-    canonical candidates ─ NameKeys ─ GroupByName [canonicals naming one term; <= 33 read]
-        ─ VerifyBuckets (every pair of a bucket: shared name + cosine) ─ DistinctEdges
+    canonical candidates ─ BlockingKeys (coined names; hashes of title runs, first
+        sentence, code links) ─ GroupByKey [ids holding one key; <= max_bucket + 1 read]
+        ─ BucketPairs (every pair of ids of a bucket) ─ DistinctPairs
+        ─ JoinFirst [candidate a + ids b it pairs with] ─ JoinSecond [candidate b + the
+          candidates a paired with it] ─ VerifyPairs (the tiered rule)
         ─ ConnectedComponents [degree of one canonical]
         ─ JoinComponentLabels [1 candidate + 1 label] ─ GroupComponents [one component]
         ─ SplitComponents (pure: merge_group)  -> (old cluster_id, Merge)
 
-Blocking by name is exact for this rule (every pair the rule accepts shares a name, so it
-meets in that name's bucket) and never all pairs: a bucket holds the canonicals naming one
-term, and a term named by more than ``max_bucket`` canonicals (``GANs``, ``LLMs``) is not a
-distinguishing name and is skipped (counter ``semantic/skipped_buckets``).
+Only ids travel through the buckets; a candidate (vector, view) is shipped once per distinct
+pair it is in. Blocking is by exact keys, so it is never all pairs and an update can find the part of the
+corpus a new canonical can reach before it is embedded (:mod:`transforms.incremental.part`).
+A key held by more than ``max_bucket`` canonicals (``GANs``, "for large language models")
+does not identify one paper and its bucket is skipped (counter ``semantic/skipped_buckets``).
+The price: a pair that shares no key is never compared, so a v2 that rewords its title and
+coins no name is found only through its first sentence or code link (docs/benchmarks.md,
+section *semantic*, gives recall per kind of revision).
 
 Components can chain (A ~ B, B ~ C, A far from C); :func:`merge_group` splits them as
 :func:`transforms.dedup.clusters.assign_clusters` does, so every merged canonical is accepted by
@@ -42,11 +42,13 @@ from typing import Any
 
 import apache_beam as beam
 
+from transforms.enrich.semantic.evidence import title_run_keys
 from transforms.enrich.semantic.rule import (
+    EVIDENCE_TIERS,
     Candidate,
     Merge,
     SemanticConfig,
-    bucket_edges,
+    accepted_tier,
     combine_summaries,
     merge_group,
 )
@@ -55,44 +57,79 @@ from transforms.incremental.part import UpdatePartSource, load_part
 from transforms.metrics import SEMANTIC_NAMESPACE, counter, distribution
 
 
-class _VerifyBucket(beam.DoFn):
-    """(name, candidates) -> accepted pairs (a, b) of the bucket; buckets over the cap are
-    skipped (a term that many canonicals name does not identify one paper)."""
+class _BucketPairs(beam.DoFn):
+    """(key, cluster ids) -> every pair (a, b), a < b, of the bucket; buckets over the cap are
+    skipped (a key that many canonicals hold does not identify one paper)."""
 
-    def __init__(
-        self, threshold: float, max_bucket: int, update_part: UpdatePartSource | None = None
-    ) -> None:
-        self._threshold = threshold
+    def __init__(self, max_bucket: int, update_part: UpdatePartSource | None = None) -> None:
         self._max_bucket = max_bucket
         self._update_part = update_part
         self._skip_names: frozenset[str] = frozenset()
         self._buckets = counter("buckets", SEMANTIC_NAMESPACE)
         self._skipped = counter("skipped_buckets", SEMANTIC_NAMESPACE)
-        self._accepted = counter("accepted_pairs", SEMANTIC_NAMESPACE)
-        self._pairs = counter("verified_pairs", SEMANTIC_NAMESPACE)
 
     def setup(self) -> None:
         if self._update_part is not None:
             self._skip_names = load_part(self._update_part).skip_names
 
-    def process(self, element: tuple[str, Iterable[Candidate]]) -> Iterator[tuple[str, str]]:
-        name, members = element
+    def process(self, element: tuple[str, Iterable[tuple[str, bool]]]) -> Iterator[tuple[str, str]]:
+        key, members = element
         found = list(itertools.islice(members, self._max_bucket + 1))
         if len(found) < 2:
             return
-        if len(found) > self._max_bucket or name in self._skip_names:
+        if len(found) > self._max_bucket or key in self._skip_names:
             self._skipped.inc()
             return
         self._buckets.inc()
-        self._pairs.inc(len(found) * (len(found) - 1) // 2)
-        for a, b, _ in bucket_edges(found, self._threshold):
-            self._accepted.inc()
-            yield a, b
+        # A title-run bucket pairs a whole title with the titles holding it; two titles that
+        # only share a run are no evidence (every other kind of key holds for all members).
+        for (a, whole_a), (b, whole_b) in itertools.combinations(sorted(found), 2):
+            if whole_a or whole_b:
+                yield a, b
 
 
-def _name_keys(c: Candidate) -> Iterator[tuple[str, Candidate]]:
-    for name in sorted(c.names):
-        yield name, c
+def _with_first(
+    element: tuple[str, Mapping[str, Iterable[Any]]],
+) -> Iterator[tuple[str, Candidate]]:
+    """(a, {candidate: [a's], second: [b, ...]}) -> (b, candidate a) for each pair (a, b)."""
+    _, joined = element
+    for first in joined["candidate"]:
+        for second in joined["second"]:
+            yield second, first
+
+
+class _VerifyPairs(beam.DoFn):
+    """(b, {candidate: [b's], first: [candidate a, ...]}) -> the pairs (a, b) the rule accepts."""
+
+    def __init__(self, config: SemanticConfig) -> None:
+        self._config = config
+        self._pairs = counter("verified_pairs", SEMANTIC_NAMESPACE)
+        self._accepted = counter("accepted_pairs", SEMANTIC_NAMESPACE)
+        self._tiers = {
+            tier: counter(f"accepted_pairs_{tier}", SEMANTIC_NAMESPACE)
+            for tier in ("cosine", *(t.name for t in EVIDENCE_TIERS))
+        }
+
+    def process(
+        self, element: tuple[str, Mapping[str, Iterable[Any]]]
+    ) -> Iterator[tuple[str, str]]:
+        _, joined = element
+        for second in joined["candidate"]:
+            for first in joined["first"]:
+                self._pairs.inc()
+                accepted = accepted_tier(first, second, self._config)
+                if accepted is not None:
+                    self._accepted.inc()
+                    self._tiers[accepted[0]].inc()
+                    yield first.cluster_id, second.cluster_id
+
+
+def _blocking_keys(c: Candidate) -> Iterator[tuple[str, tuple[str, bool]]]:
+    """(key, (cluster id, whether the key pairs with every holder)): all keys do but the
+    runs of the candidate's title that are not its whole title."""
+    runs = title_run_keys(c.view) if c.view is not None else {}
+    for key in sorted(c.names):
+        yield key, (c.cluster_id, not runs.get(key, False))
 
 
 def _labelled(element: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[tuple[str, Candidate]]:
@@ -104,8 +141,8 @@ def _labelled(element: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[tupl
 
 
 class _SplitComponent(beam.DoFn):
-    def __init__(self, threshold: float) -> None:
-        self._threshold = threshold
+    def __init__(self, config: SemanticConfig) -> None:
+        self._config = config
         self._merged = counter("merged_clusters", SEMANTIC_NAMESPACE)
         self._size = distribution("component_size", SEMANTIC_NAMESPACE)
 
@@ -113,7 +150,7 @@ class _SplitComponent(beam.DoFn):
         _, members = element
         members = list(members)
         self._size.update(len(members))
-        for merge in merge_group(members, self._threshold):
+        for merge in merge_group(members, self._config):
             self._merged.inc()
             yield merge.cluster_id, merge
 
@@ -135,24 +172,31 @@ class RevisionMerges(beam.PTransform):
 
     def expand(self, candidates: beam.PCollection) -> beam.PCollection:
         cfg = self._config
-        labels = (
+        by_id = candidates | "KeyByCluster" >> beam.Map(lambda c: (c.cluster_id, c))
+        pairs = (
             candidates
-            | "NameKeys" >> beam.FlatMap(_name_keys)
-            | "GroupByName" >> beam.GroupByKey()
-            | "VerifyBuckets"
-            >> beam.ParDo(_VerifyBucket(cfg.threshold, cfg.max_bucket, self._update_part))
-            | "DistinctEdges" >> beam.Distinct()
+            | "BlockingKeys" >> beam.FlatMap(_blocking_keys)
+            | "GroupByKey" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.ParDo(_BucketPairs(cfg.max_bucket, self._update_part))
+            | "DistinctPairs" >> beam.Distinct()
+        )
+        with_first = (
+            {"candidate": by_id, "second": pairs}
+            | "JoinFirst" >> beam.CoGroupByKey()
+            | "WithFirst" >> beam.FlatMap(_with_first)
+        )
+        labels = (
+            {"candidate": by_id, "first": with_first}
+            | "JoinSecond" >> beam.CoGroupByKey()
+            | "VerifyPairs" >> beam.ParDo(_VerifyPairs(cfg))
             | "ConnectedComponents" >> ConnectedComponents(rounds=cfg.component_rounds)
         )
         return (
-            {
-                "candidate": candidates | "KeyByCluster" >> beam.Map(lambda c: (c.cluster_id, c)),
-                "label": labels,
-            }
+            {"candidate": by_id, "label": labels}
             | "JoinComponentLabels" >> beam.CoGroupByKey()
             | "Labelled" >> beam.FlatMap(_labelled)
             | "GroupComponents" >> beam.GroupByKey()
-            | "SplitComponents" >> beam.ParDo(_SplitComponent(cfg.threshold))
+            | "SplitComponents" >> beam.ParDo(_SplitComponent(cfg))
         )
 
 

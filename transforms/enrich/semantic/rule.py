@@ -1,8 +1,20 @@
 """The revision-merge rule, as pure functions: when two lexical clusters' canonicals are
 versions of one paper, and how a component of accepted pairs splits into merged clusters.
 
-A merge needs a shared name (:mod:`.names`) and embedding cosine >= the threshold; see
-:mod:`.merges` for the Beam stage and docs/design.md for the measured margin behind it.
+The rule is a list of tiers, checked in order; the first that accepts a pair names the merge:
+
+=========  ==========  ================================================================
+tier       cosine >=   evidence the pair must share (:mod:`.evidence`)
+=========  ==========  ================================================================
+``cosine`` threshold   none (default 0.90: above every distinct pair measured)
+``title``  0.86        ``title``: one title is the other, or a run of it
+``words``  0.80        ``words``: content-word Jaccard >= 0.35
+``named``  0.83        ``name``, ``link`` or ``lead``
+=========  ==========  ================================================================
+
+Bars come from the margin table of ``make bench`` (section *semantic*): the highest cosine of
+two distinct papers having the evidence, against the lowest of true revisions having it.
+See :mod:`.merges` for the Beam stage.
 """
 
 from __future__ import annotations
@@ -15,13 +27,32 @@ from typing import Any
 import numpy as np
 
 from transforms.dedup.clusters import SEMANTIC, canonical_sort_key, check_policy, date_span
-from transforms.enrich.semantic.names import paper_names
+from transforms.enrich.semantic.evidence import PaperView, blocking_keys, evidence, paper_view
 from transforms.records import Record
 
-# Measured in `make bench` (section semantic): among pairs that share a name, distinct seed
-# papers reach cosine 0.812 and true revisions start at 0.833; 0.82 is the midpoint.
-DEFAULT_THRESHOLD = 0.82
+# The cosine-alone bar: distinct papers reach 0.879 (seed dumps) and 0.878 (generated) in
+# `make bench` (section semantic); revisions far from their v1 are left to the evidence tiers.
+DEFAULT_THRESHOLD = 0.90
 
+
+@dataclass(frozen=True)
+class Tier:
+    """Accept a pair with cosine >= ``bar`` that shares any of the evidence ``kinds``."""
+
+    name: str
+    bar: float
+    kinds: frozenset[str]
+
+    def accepts(self, similarity: float, found: frozenset[str]) -> bool:
+        return similarity >= self.bar and bool(found & self.kinds)
+
+
+# The evidence tiers below the cosine-alone bar (see the module docstring).
+EVIDENCE_TIERS: tuple[Tier, ...] = (
+    Tier("title", 0.86, frozenset({"title"})),
+    Tier("words", 0.80, frozenset({"words"})),
+    Tier("named", 0.83, frozenset({"name", "link", "lead"})),
+)
 
 DEFAULT_MAX_BUCKET = 32
 
@@ -30,7 +61,7 @@ DEFAULT_MAX_BUCKET = 32
 class SemanticConfig:
     """How lexical clusters are merged by embedding (see the module docstring)."""
 
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float = DEFAULT_THRESHOLD  # the cosine-alone tier's bar
     canonical_policy: str = "earliest"
     max_bucket: int = DEFAULT_MAX_BUCKET
     component_rounds: int = 8
@@ -44,6 +75,27 @@ class SemanticConfig:
         if self.component_rounds < 0:
             raise ValueError(f"component_rounds must be >= 0, got {self.component_rounds}")
 
+    def tier(self, similarity: float, found: frozenset[str]) -> str | None:
+        """The first tier that accepts a pair with this cosine and evidence, or None."""
+        if similarity >= self.threshold:
+            return "cosine"
+        for tier in EVIDENCE_TIERS:
+            if tier.accepts(similarity, found):
+                return tier.name
+        return None
+
+    @property
+    def lowest_bar(self) -> float:
+        return min(self.threshold, *(t.bar for t in EVIDENCE_TIERS))
+
+    def settings(self) -> dict[str, Any]:
+        """What of the rule shapes the result (stored with an output; an update must match)."""
+        return {
+            "threshold": self.threshold,
+            "max_bucket": self.max_bucket,
+            "tiers": [[t.name, t.bar, sorted(t.kinds)] for t in EVIDENCE_TIERS],
+        }
+
 
 @dataclass(frozen=True, eq=False)
 class Candidate:
@@ -51,8 +103,9 @@ class Candidate:
 
     cluster_id: str
     rank: tuple[Any, ...]  # canonical-policy sort key of the canonical record
-    names: frozenset[str]
+    names: frozenset[str]  # blocking keys (evidence.blocking_keys)
     embedding: np.ndarray = field(repr=False)
+    view: PaperView | None = field(default=None, repr=False)
 
     @property
     def order(self) -> tuple[tuple[Any, ...], str]:
@@ -78,27 +131,43 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b) / norms if norms > 0.0 else 0.0
 
 
-def accepted_similarity(a: Candidate, b: Candidate, threshold: float) -> float | None:
-    """The cosine of ``a`` and ``b`` if the rule merges them (a shared name and cosine >=
-    ``threshold``), else None."""
-    if not a.names & b.names:
-        return None
+def pair_evidence(a: Candidate, b: Candidate) -> frozenset[str]:
+    if a.view is None or b.view is None:
+        return frozenset()
+    return evidence(a.view, b.view)
+
+
+def accepted_tier(a: Candidate, b: Candidate, config: SemanticConfig) -> tuple[str, float] | None:
+    """(tier, cosine) if the rule merges ``a`` and ``b``, else None. Evidence is only
+    computed for a pair below the cosine-alone bar that could pass an evidence tier."""
     similarity = cosine(a.embedding, b.embedding)
-    return similarity if similarity >= threshold else None
+    if similarity < config.lowest_bar:
+        return None
+    found = frozenset() if similarity >= config.threshold else pair_evidence(a, b)
+    tier = config.tier(similarity, found)
+    return None if tier is None else (tier, similarity)
 
 
-def bucket_edges(members: Sequence[Candidate], threshold: float) -> list[tuple[str, str, float]]:
-    """Every accepted pair (a, b, cosine), a < b by cluster_id, of one name bucket."""
+def accepted_similarity(a: Candidate, b: Candidate, config: SemanticConfig) -> float | None:
+    """The cosine of ``a`` and ``b`` if the rule merges them, else None."""
+    accepted = accepted_tier(a, b, config)
+    return None if accepted is None else accepted[1]
+
+
+def bucket_edges(
+    members: Sequence[Candidate], config: SemanticConfig
+) -> list[tuple[str, str, str, float]]:
+    """Every accepted pair (a, b, tier, cosine), a < b by cluster_id, of one bucket."""
     ordered = sorted(members, key=lambda c: c.cluster_id)
     edges = []
     for a, b in itertools.combinations(ordered, 2):
-        similarity = accepted_similarity(a, b, threshold)
-        if similarity is not None:
-            edges.append((a.cluster_id, b.cluster_id, similarity))
+        accepted = accepted_tier(a, b, config)
+        if accepted is not None:
+            edges.append((a.cluster_id, b.cluster_id, *accepted))
     return edges
 
 
-def merge_group(members: Iterable[Candidate], threshold: float) -> list[Merge]:
+def merge_group(members: Iterable[Candidate], config: SemanticConfig) -> list[Merge]:
     """Split one connected component of accepted pairs into merged clusters.
 
     The first candidate by canonical policy becomes the merged canonical and takes every
@@ -111,7 +180,7 @@ def merge_group(members: Iterable[Candidate], threshold: float) -> list[Merge]:
     while remaining:
         canonical, rest = remaining[0], []
         for member in remaining[1:]:
-            similarity = accepted_similarity(canonical, member, threshold)
+            similarity = accepted_similarity(canonical, member, config)
             if similarity is None:
                 rest.append(member)
             else:
@@ -125,11 +194,13 @@ def merge_group(members: Iterable[Candidate], threshold: float) -> list[Merge]:
 def candidate(row: Mapping[str, Any], embedding: np.ndarray, policy: str) -> Candidate:
     """The candidate of a canonical records-table row (its names, rank and embedding)."""
     record = Record.of_row(row)
+    view = paper_view(row["title"], row["abstract"])
     return Candidate(
         cluster_id=row["cluster_id"],
         rank=canonical_sort_key(policy)(record),
-        names=paper_names(row["title"], row["abstract"]),
+        names=blocking_keys(row["title"], row["abstract"], view),
         embedding=np.asarray(embedding, dtype=np.float32),
+        view=view,
     )
 
 

@@ -1,12 +1,23 @@
-"""The few-shot head (``--tag_examples``): a ridge regression per topic on the embedding,
-blended into the zero-shot scores and calibrated on out-of-fold scores of the examples; and
-:func:`build_tag_model`, the prototypes plus that head, built once per pipeline."""
+"""The few-shot head: a ridge regression per topic on the embedding, blended into the
+zero-shot scores and calibrated on out-of-fold scores of labelled examples; and
+:func:`build_tag_model`, the prototypes plus that head, built once per pipeline.
+
+The head comes from ``--tag_examples`` (trained in the pipeline) or, by default, from the
+packaged ``tag_head.npz``: weights trained by ``python -m bench.train_head`` on the labelled
+seed papers (``tests/data/seed_topic_labels.jsonl``; numbers only, no text of theirs ships).
+It is valid for the packaged model, text template and taxonomy only: the file records their
+fingerprints and :func:`packaged_head_applies` checks them. Its out-of-sample quality is the
+k-fold figure of ``make bench`` (section *tags*, "few_shot_cross_validated": the same recipe
+trained without the fold it is scored on).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +34,7 @@ EXAMPLE_KEY = "tag-example"
 HEAD_RIDGE = 1.0
 HEAD_BLEND = 0.3
 MIN_TOPIC_EXAMPLES = 3
+PACKAGED_HEAD = Path(__file__).with_name("tag_head.npz")
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,65 @@ def fit_tag_head(
     return TagHead(fit_ridge(vectors, y, ridge), active, blend, assignment)
 
 
+def taxonomy_identity(taxonomy: Taxonomy) -> str:
+    """What a head's zero-shot inputs depend on: the topics, their texts and the scoring."""
+    plain = dataclasses.replace(taxonomy, examples=(), packaged_head=None)
+    return hashlib.sha256(repr((plain.topics, plain.scoring)).encode("utf-8")).hexdigest()
+
+
+def embedding_identity(config: EmbedConfig) -> str:
+    """What a head's inputs depend on of the embedding: the model and the embedded text."""
+    model = "packaged" if config.model is None else config.model
+    return f"{model}|{config.max_seq_length}|{config.text_template}"
+
+
+def save_head(path: Path, head: TagHead, taxonomy: Taxonomy, config: EmbedConfig) -> None:
+    a = head.assignment
+    with open(path, "wb") as fh:
+        np.savez(
+            fh,
+            weights=head.weights,
+            active=head.active,
+            blend=np.float32(head.blend),
+            assignment=np.array([a.threshold, a.margin, a.max_topics], dtype=np.float64),
+            names=np.array(taxonomy.names),
+            taxonomy=np.array(taxonomy_identity(taxonomy)),
+            embedding=np.array(embedding_identity(config)),
+        )
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def packaged_head_applies(
+    taxonomy: Taxonomy, config: EmbedConfig, path: Path = PACKAGED_HEAD
+) -> bool:
+    """Whether the packaged head was trained for this taxonomy and embedding."""
+    if not path.is_file():
+        return False
+    with np.load(path) as data:
+        return (
+            str(data["taxonomy"]) == taxonomy_identity(taxonomy)
+            and str(data["embedding"]) == embedding_identity(config)
+            and tuple(data["names"].tolist()) == taxonomy.names
+        )
+
+
+def load_head(path: Path, expected_sha256: str | None = None) -> TagHead:
+    """The head stored in ``path``; refuses a file other than the one the run planned with."""
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise ValueError(f"{path} changed since the run was configured")
+    with np.load(path) as data:
+        threshold, margin, max_topics = data["assignment"].tolist()
+        return TagHead(
+            weights=data["weights"].astype(np.float32),
+            active=data["active"].astype(bool),
+            blend=float(data["blend"]),
+            assignment=Assignment(float(threshold), float(margin), int(max_topics)),
+        )
+
+
 def build_tag_model(embedded: Iterable[tuple[Any, np.ndarray]], taxonomy: Taxonomy) -> Prototypes:
     """``BuildPrototypes``: the taxonomy's prototypes, plus the head trained on the embedded
     examples when the taxonomy has any (keys ``(EXAMPLE_KEY, index)``)."""
@@ -120,7 +191,11 @@ def build_tag_model(embedded: Iterable[tuple[Any, np.ndarray]], taxonomy: Taxono
             texts.append((key, vector))
     prototypes = build_prototypes(texts, taxonomy.names, taxonomy.scoring.center)
     if not taxonomy.examples:
-        return prototypes
+        if taxonomy.packaged_head is None:
+            return prototypes
+        return dataclasses.replace(
+            prototypes, head=load_head(PACKAGED_HEAD, taxonomy.packaged_head)
+        )
     if sorted(examples) != list(range(len(taxonomy.examples))):
         raise ValueError(f"{len(examples)} of {len(taxonomy.examples)} tag examples embedded")
     vectors = np.stack([examples[i] for i in range(len(taxonomy.examples))])

@@ -8,7 +8,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,10 @@ class Taxonomy:
     rules: PaperTypeRules
     scoring: Scoring = Scoring()
     examples: tuple[TagExample, ...] = ()
+    # sha256 of the packaged head file the tagger uses (transforms.enrich.tags.head), if any.
+    # Out of the repr (the taxonomy's fingerprint, the prototype cache key): the run settings
+    # record it as a setting of its own, so a change names itself.
+    packaged_head: str | None = field(default=None, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
