@@ -70,6 +70,7 @@ SECTIONS = (
     "semantic",
     "incremental",
     "page",
+    "search",
 )
 
 
@@ -102,6 +103,12 @@ def page_section(settings: Settings, results: dict[str, Any]) -> None:
     page.section(settings, results)
 
 
+def search_section(settings: Settings, results: dict[str, Any]) -> None:
+    from bench import search
+
+    search.section(settings, results)
+
+
 RUNNERS: dict[str, Callable[[Settings, dict[str, Any]], None]] = {
     "quality": quality.section,
     "speed": speed.section,
@@ -110,6 +117,7 @@ RUNNERS: dict[str, Callable[[Settings, dict[str, Any]], None]] = {
     "semantic": semantic_section,
     "incremental": incremental_section,
     "page": page_section,
+    "search": search_section,
 }
 
 

@@ -18,13 +18,16 @@ import json
 import os
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
+from beam_jobs.query import search
 from beam_jobs.store import commits, versions
 from beam_jobs.store.tables import table_dir, table_files, table_glob
 from beam_jobs.store.versions import DamagedOutput, recovery_hint
@@ -381,6 +384,20 @@ WHERE embedding IS NOT NULL
 ORDER BY cosine DESC, record_id
 LIMIT ?
 """
+# SIMILAR_SQL over the papers the index says can rank in the top k, with their vectors from
+# the index (beam_jobs/query/search.py): the same expression, order and rows.
+SIMILAR_AMONG_SQL = """
+SELECT p.title, p.cluster_size, p.first_seen,
+       round(array_cosine_similarity(h.embedding, ?::FLOAT[{dim}])::DOUBLE, 4) AS cosine
+FROM papers p
+JOIN (SELECT unnest(?::VARCHAR[]) AS record_id, unnest(?::FLOAT[{dim}][]) AS embedding) h
+  USING (record_id)
+WHERE list_contains(?::VARCHAR[], p.record_id)
+ORDER BY cosine DESC, p.record_id
+LIMIT ?
+"""
+# More candidates than this (scores tied within search.SLACK): the full scan is as cheap.
+MAX_CANDIDATES = 10_000
 
 
 def searchable_dim(output: str) -> int:
@@ -408,15 +425,40 @@ def searchable_dim(output: str) -> int:
     )
 
 
-def similar(output: str, vector, k: int = 10) -> tuple[list[str], list[tuple]]:
-    """Canonical papers ranked by cosine to ``vector`` (query text never enters the SQL)."""
+def similar(
+    output: str,
+    vector,
+    k: int = 10,
+    cache_dir: Path | None = None,
+    use_index: bool = True,
+) -> tuple[list[str], list[tuple]]:
+    """Canonical papers ranked by cosine to ``vector`` (query text never enters the SQL):
+    :data:`SIMILAR_SQL` over the papers the version's index (built on first use, see
+    :mod:`beam_jobs.query.search`) says can rank in the top ``k``, or over all of them with
+    ``use_index=False``; the same rows either way."""
     dim = searchable_dim(output)
     if len(vector) != dim:
         raise UserError(
             f"the model gives {len(vector)}-dimensional vectors but this output's are "
             f"{dim}-dimensional: pass the --model the run used"
         )
-    return query(output, SIMILAR_SQL.format(dim=dim), [list(map(float, vector)), k])
+    connection = duckdb.connect()
+    try:
+        version = current_version(output, connection)
+        for statement in _views(version):
+            connection.execute(statement)
+        query_vector = [float(v) for v in vector]
+        name = search.index_name(output, version.root, version.files)
+        index = None if not use_index else search.open_index(connection, name, dim, cache_dir)
+        if index is not None:
+            ids, vectors = index.candidates(np.asarray(query_vector, dtype=np.float32), k)
+            if len(ids) <= MAX_CANDIDATES:
+                sql = SIMILAR_AMONG_SQL.format(dim=dim)
+                return run_sql(connection, sql, [query_vector, ids, vectors, ids, k])
+        # the full scan: the same rows, slower
+        return run_sql(connection, SIMILAR_SQL.format(dim=dim), [query_vector, k])
+    finally:
+        connection.close()
 
 
 def catalog_script(output: str) -> str:

@@ -583,3 +583,33 @@ def test_an_update_merges_revisions_like_one_full_run(
     check_clusters_table(incremental)
     names = read_table(incremental, "paper_names")
     assert len(names) == len(read_table(incremental, "records"))
+
+
+def test_an_update_merges_revisions_of_every_kind_like_one_full_run(tmp_path: Path) -> None:
+    """The revisions of each kind (and the distinct near-miss papers) as two days: the v2 day
+    as an update ends with the clusters, canonicals and merges of one full run of both."""
+    rows = bench_semantic.load_revisions(bench_semantic.REVISIONS_BY_KIND)
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    write_dump(
+        dumps / "digest_2024-03-13.txt",
+        dt.date(2024, 3, 13),
+        [r for r in rows if r["version"] == 1],
+    )
+    write_dump(
+        dumps / "digest_2024-05-02.txt", dt.date(2024, 5, 2), [r for r in rows if r["version"] == 2]
+    )
+    full, incremental = tmp_path / "full", tmp_path / "incremental"
+    run_once([f"{dumps}/*.txt"], full, "--quiet")
+    run_once([str(dumps / "digest_2024-03-13.txt")], incremental, "--quiet")
+    summary = run_once(
+        [str(dumps / "digest_2024-05-02.txt")], incremental, "--incremental", "--quiet"
+    )
+    assert summary["every_record_written_once"] is True
+    ours, theirs = sorted(assignment(incremental)), sorted(assignment(full))
+    assert [row[:5] for row in ours] == [row[:5] for row in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a[5] is None) == (b[5] is None) and abs((a[5] or 0) - (b[5] or 0)) < 1e-4
+    merged = [row for row in ours if row[4] == SEMANTIC]
+    assert len(merged) >= 24  # the reworded abstracts and extended titles at least
+    check_clusters_table(incremental)
