@@ -10,6 +10,7 @@ checked (:mod:`beam_jobs.summary`), and only then is the new version published
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -320,7 +321,8 @@ def commit(
     try:
         versions.publish(output, listing_manifest(output, target.version, target.root, extra))
     except ConcurrentCommit:
-        versions.delete_dir(target.root)  # never published: nobody reads it
+        with contextlib.suppress(OSError):  # left behind, the next retirement takes it
+            versions.delete_dir(target.root)  # never published: nobody reads it
         raise
     versions.retire_versions(output, target.version, keep=keep)
 

@@ -265,12 +265,15 @@ def publish(output: str, manifest: Manifest) -> None:
 def retire_versions(output: str, current: int, keep: int) -> list[str]:
     """Delete every version directory up to ``current`` but the ``keep`` newest published
     ones: older versions (a reader that resolved the previous manifest may still be scanning
-    the one before), and attempts that never published (failed, or beaten by another run)."""
+    the one before), and attempts that never published (failed, or beaten by another run).
+    Attempts at ``current`` itself stay: they are the runs that planned from the same version
+    as this one and may still be writing; each deletes its own directory when its commit is
+    refused, and one that crashed goes with the next version's retirement."""
     kept = {kept_root(output, v) for v in range(max(1, current - keep + 1), current + 1)}
     stale = []
     for name in sorted(_version_dirs(output)):
         number = version_number(name)
-        if number is not None and number <= current and name not in kept:
+        if number is not None and number < current and name not in kept:
             stale.append(FileSystems.join(output, name))
     for path in stale:
         delete_dir(path)
