@@ -269,39 +269,6 @@ def test_reports_are_package_data() -> None:
     assert os.path.getsize(shipped / "overview.sql") > 0
 
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--enable-unsafe-swiftshader",  # WebGL (the paper map) in software
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1200,1000",
-)
-
-
-def _headless_chromium(profile: Path):
-    """A Selenium driver for the Debian chromium + chromium-driver packages, or a skip."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        pytest.skip(
-            f"headless Chromium not installed ({', '.join(missing)} missing): apt-get install "
-            "chromium chromium-driver (.ci/run does)"
-        )
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) missing")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
 CHARTS_JS = """
 return Array.from(document.querySelectorAll('figure.chart')).map(f => {
   const plot = f.querySelector('.plot');
@@ -316,10 +283,12 @@ return Array.from(document.querySelectorAll('[src],[href]'))
 """
 
 
-def test_html_report_renders_its_charts_in_chromium(output: str, tmp_path: Path) -> None:
+def test_html_report_renders_its_charts_in_chromium(
+    output: str, tmp_path: Path, headless_chromium
+) -> None:
     page = tmp_path / "report.html"
     assert main(["report", output, "--html", str(page)]) == 0
-    driver = _headless_chromium(tmp_path / "profile")
+    driver = headless_chromium(tmp_path / "profile")
     try:
         driver.get(page.as_uri())
         deadline = time.monotonic() + 60  # until the page's script has drawn every figure

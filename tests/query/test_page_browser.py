@@ -15,7 +15,6 @@ Skipped cleanly when /usr/bin/chromium, /usr/bin/chromedriver or selenium are mi
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -31,22 +30,6 @@ from beam_jobs.store.tables import table_dir
 from beam_jobs.synthetic.generator import GeneratorConfig, generate
 
 CONFIG = GeneratorConfig(records=240, seed=11, records_per_file=40, malformed_rate=0.02)
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--enable-unsafe-swiftshader",  # WebGL (the map is a scattergl) in software
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1200,1000",
-    # no network: every name resolves to nothing, and any proxy use hits a closed port
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--proxy-server=127.0.0.1:9",
-)
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*['"](?!data:|#)""", re.IGNORECASE)
 
 
@@ -75,25 +58,6 @@ def page(output: str, tmp_path_factory) -> Path:
     return path
 
 
-def _headless_chromium(profile: Path):
-    """A Selenium driver for the Debian chromium + chromium-driver packages, or a skip."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        pytest.skip(
-            f"headless Chromium not installed ({', '.join(missing)} missing): apt-get install "
-            "chromium chromium-driver (.ci/run does)"
-        )
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) missing")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
 def wait_until_ready(driver, timeout: float = 60.0) -> None:
     """Until the page's script has drawn every figure (it sets body[data-ready])."""
     deadline = time.monotonic() + timeout
@@ -103,8 +67,8 @@ def wait_until_ready(driver, timeout: float = 60.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser(page: Path, tmp_path_factory):
-    driver = _headless_chromium(tmp_path_factory.mktemp("profile"))
+def browser(page: Path, tmp_path_factory, headless_chromium):
+    driver = headless_chromium(tmp_path_factory.mktemp("profile"))
     try:
         driver.get(page.as_uri())
         wait_until_ready(driver)
