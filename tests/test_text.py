@@ -6,7 +6,43 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.text import clean_text, code_urls, content_hash, normalized_text, tokens
+from transforms.text import (
+    _clean_any_text,
+    _regex_tokens,
+    clean_text,
+    code_urls,
+    content_hash,
+    normalized_text,
+    tokens,
+)
+
+# Mostly printable ASCII (the fast paths) with what makes them step aside: entities, runs of
+# spaces, tabs, control and invisible characters, compatibility forms, non-ASCII letters.
+_MIXED_TEXT = st.lists(
+    st.sampled_from(
+        [
+            *"aZ09_ -.,;:!?()&#x;<>/\\'\"",
+            "&amp;",
+            "&lt;",
+            "&#38;",
+            "  ",
+            "\t",
+            "\n",
+            "\x07",
+            "\x7f",
+            "\u00a0",
+            "\u200b",
+            "\u00ad",
+            "ﬁ",
+            "é",
+            "ß",
+            "İ",
+            "Ⅻ",
+            "\u2028",
+        ]
+    ),
+    max_size=60,
+).map("".join)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +67,16 @@ from transforms.text import clean_text, code_urls, content_hash, normalized_text
 )
 def test_clean_text(raw: str, clean: str) -> None:
     assert clean_text(raw) == clean
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_MIXED_TEXT | st.text(max_size=20), max_size=4).map("".join))
+def test_fast_paths_equal_the_general_rules(text: str) -> None:
+    # clean_text and tokens take a shortcut on printable ASCII; it must change nothing.
+    assert clean_text(text) == _clean_any_text(text)
+    assert tokens(text) == _regex_tokens(text)
+    cleaned = clean_text(text)
+    assert tokens(cleaned) == _regex_tokens(cleaned)
 
 
 @settings(max_examples=200, deadline=None)

@@ -86,13 +86,21 @@ def line_shape(line: str) -> Shape:
     * EITHER: anything else (e.g. a short abstract ending in a period); it takes the role
       the pairing expects.
     """
+    # Cheapest test first: most lines are abstracts long enough to need no other count.
+    if len(line) >= ABSTRACT_MIN_CHARS:
+        return Shape.ABSTRACT
     words = len(line.split())
-    sentences = len(_SENTENCE_END.findall(line))
-    if len(line) >= ABSTRACT_MIN_CHARS or words >= ABSTRACT_MIN_WORDS or sentences >= 2:
+    if words >= ABSTRACT_MIN_WORDS or _sentence_breaks(line) >= 2:
         return Shape.ABSTRACT
     if words <= TITLE_MAX_WORDS and not line.endswith("."):
         return Shape.TITLE
     return Shape.EITHER
+
+
+def _sentence_breaks(line: str) -> int:
+    if "." not in line and "!" not in line and "?" not in line:
+        return 0
+    return len(_SENTENCE_END.findall(line))
 
 
 def is_header(line: str) -> bool:
@@ -144,9 +152,9 @@ def is_doubtful_title(line: str) -> bool:
     """
     return (
         len(line) < ABSTRACT_MIN_CHARS
-        and len(line.split()) <= TITLE_MAX_WORDS
         and not line.endswith(".")
-        and len(_SENTENCE_END.findall(line)) >= 2
+        and _sentence_breaks(line) >= 2
+        and len(line.split()) <= TITLE_MAX_WORDS
     )
 
 
@@ -166,7 +174,8 @@ def parse_lines(lines: Iterable[str], ctx: FileContext) -> Iterator[Record | Dea
         line = raw.strip()
         if not line or is_header(line):
             continue
-        line = _GLUED_SUBSCRIBE.sub("", line)
+        if line.startswith("Subscribe"):
+            line = _GLUED_SUBSCRIBE.sub("", line)
         try:
             date = parse_date_line(line, ctx.year)
         except ValueError:
