@@ -6,6 +6,9 @@ breaks here (and in tests/test_internals.py) and nowhere else.
 * :func:`in_flight_monitoring_infos`: the counters of a bundle still running, asked with the
   Fn API's ``ProcessBundleProgressRequest`` (what Beam's own ``ProgressRequester`` sends);
 * :func:`bundle_counters`: a bundle's monitoring infos as metric results (``FnApiMetrics``);
+* :func:`counting_shuffle_bytes`: the encoded bytes each GroupByKey of the FnApiRunner
+  receives (``GroupingBuffer.append``, keyed by the buffer ``BundleContextManager.get_buffer``
+  made for it), for the benchmark's shuffle-bytes-per-record figure;
 * :func:`parse_known_flags`: every flag every ``PipelineOptions`` class knows, with Beam's
   own argument parser (``_BeamArgumentParser``), to refuse unknown options (Beam only logs
   and drops them).
@@ -13,13 +16,16 @@ breaks here (and in tests/test_internals.py) and nowhere else.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 from apache_beam.portability.api import beam_fn_api_pb2
+from apache_beam.runners.portability.fn_api_runner import execution
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiMetrics, FnApiRunner
 
 
@@ -84,6 +90,51 @@ def in_flight_monitoring_infos(handlers: list) -> list[Any]:
             if not response.error:
                 infos.extend(response.process_bundle_progress.monitoring_infos)
     return infos
+
+
+@contextlib.contextmanager
+def counting_shuffle_bytes() -> Iterator[dict[str, int]]:
+    """While open, count the bytes every shuffle of an FnApiRunner in this process receives.
+
+    Yields a dict filled as the pipeline runs: GroupByKey transform label -> bytes (encoded
+    windowed key-values as the runner's grouping buffers receive them from the SDK workers, the
+    local counterpart of what Dataflow's shuffle is sent). A combiner lifted before its shuffle
+    counts its partial results, as on Dataflow. Not thread-safe against a second pipeline
+    running in the same process at the same time.
+    """
+    totals: dict[str, int] = collections.defaultdict(int)
+    names: dict[int, str] = {}
+    get_buffer = execution.BundleContextManager.get_buffer
+    append = execution.GroupingBuffer.append
+
+    def named_get_buffer(self, buffer_id, transform_id):
+        buffer = get_buffer(self, buffer_id, transform_id)
+        kind, name = execution.split_buffer_id(buffer_id)
+        if kind == "group":
+            names[id(buffer)] = _transform_label(name)
+        return buffer
+
+    def counted_append(self, elements_data: bytes) -> None:
+        totals[names.get(id(self), "?")] += len(elements_data)
+        append(self, elements_data)
+
+    execution.BundleContextManager.get_buffer = named_get_buffer
+    execution.GroupingBuffer.append = counted_append
+    try:
+        yield totals
+    finally:
+        execution.BundleContextManager.get_buffer = get_buffer
+        execution.GroupingBuffer.append = append
+
+
+def _transform_label(name: str) -> str:
+    """A transform's label from the id the runner gives it (``ref_AppliedPTransform_A-B_42`` is
+    ``A/B``; names without that form are labels already)."""
+    prefix = "ref_AppliedPTransform_"
+    if not name.startswith(prefix):
+        return name
+    label, _, number = name[len(prefix) :].rpartition("_")
+    return (label if number.isdigit() else name[len(prefix) :]).replace("-", "/")
 
 
 def parse_known_flags(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -17,7 +17,7 @@ Sections, one module each (its docstring says what and how it measures):
     pairwise precision / recall / F1 against the generator's ground truth, recall per
     perturbation class, and a sweep over thresholds and shingle kinds;
 ``speed`` (:mod:`bench.speed`)
-    the dedup path against a single-process datasketch reference (:mod:`bench.reference`),
+    the dedup path against the plain datasketch script a user would write (:mod:`bench.reference`),
     each run a fresh process, and how cost scales with size;
 ``determinism`` (:mod:`bench.determinism`)
     two runs under different ``PYTHONHASHSEED`` must assign identically;
@@ -57,6 +57,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from beam_jobs.internals import counting_shuffle_bytes
 from beam_jobs.launcher import run as run_pipeline
 from bench import determinism, quality, speed
 from bench.common import PIPELINE_WORKER, REPO_ROOT, Settings
@@ -226,9 +227,11 @@ def pipeline_worker(argv: Sequence[str]) -> int:
     result_path, pipeline_args = Path(argv[0]), list(argv[1:])
     rss_at_start = current_rss_mib()
     started = time.perf_counter()
-    summary = run_pipeline(pipeline_args)
+    with counting_shuffle_bytes() as shuffled:
+        summary = run_pipeline(pipeline_args)
     assert summary is not None
     summary["work_seconds"] = round(time.perf_counter() - started, 3)
+    summary["shuffle_bytes"] = dict(shuffled)
     summary["rss_at_start_mib"] = rss_at_start
     summary["peak_rss_mib"] = peak_rss_mib()
     result_path.parent.mkdir(parents=True, exist_ok=True)
