@@ -39,6 +39,7 @@ from beam_jobs import launcher
 from beam_jobs.errors import UserError
 from beam_jobs.options import DigestflowOptions
 from transforms.dedup.clusters import CANONICAL_POLICIES
+from transforms.enrich.encoders import CLI_BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]
 METADATA = ROOT / "deploy" / "metadata.json"
@@ -331,7 +332,7 @@ VALID = {
     "lsh_shards": ["256", "4096"],
     "semantic_threshold": ["0.82", "off", "0", "1"],
     "max_seq_length": ["256"],
-    "embedding_backend": ["torch", "onnx", "openvino"],
+    "embedding_backend": list(CLI_BACKENDS),  # every command-line choice, int8 included
     "tag_head": ["packaged", "none"],
     "sdk_container_image": [
         "us-central1-docker.pkg.dev/p/digestflow/digestflow:abc1234",

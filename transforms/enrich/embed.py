@@ -11,7 +11,8 @@ smaller batches and a plain ``encode`` in docs/benchmarks.md).
 Backends (``EmbedConfig.backend``, ``--embedding_backend``): ``torch`` runs the
 sentence-transformers model; ``onnx`` / ``openvino`` run the same weights exported once to
 ONNX (see :mod:`transforms.enrich.encoders`: cache directory, why not sentence-transformers' own
-ONNX backend), ``onnx-int8`` a dynamically quantized copy. Measured speed and cosine to
+ONNX backend), ``onnx-int8`` a dynamically quantized copy, ``openvino-int8`` a statically
+quantized one (NNCF, packaged calibration texts). Measured speed and cosine to
 torch are in docs/benchmarks.md.
 """
 
@@ -33,7 +34,7 @@ from transforms.enrich.encoders import (
     BACKENDS,
     DEFAULT_BACKEND,
     default_cache_dir,
-    ensure_exported,
+    ensure_model_file,
     load_encoder,
 )
 from transforms.metrics import EMBED_NAMESPACE, counter
@@ -195,7 +196,7 @@ def export_model(config: EmbedConfig | None = None) -> Path | None:
     if config.backend == "torch":
         return None
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    return ensure_exported(config.model_dir, cache, quantized=config.backend == "onnx-int8")
+    return ensure_model_file(config.model_dir, config.backend, cache)
 
 
 def embedding_text(title: str, abstract: str, template: str = TEXT_TEMPLATE) -> str:
