@@ -1,5 +1,5 @@
 """``digestflow`` command line: parse the command and dispatch it (run | sql | catalog |
-report | similar | publish | generate). Thin over the library: query commands never import
+report | similar | verify | publish | generate). Thin over the library: query commands never import
 the pipeline (and with it torch). Every failure a user can cause, from a bad option value to
 a damaged output directory, ends as one ``digestflow: error:`` line and exit status 2."""
 
@@ -40,13 +40,13 @@ def reading(output: str, what: str = "reading") -> Iterator[None]:
 def cmd_sql(args: argparse.Namespace) -> int:
     if args.query is None:
         with reading(args.dir):
-            connection = catalog.connect(args.dir)
+            connection = catalog.connect(args.dir, args.snapshot)
         try:
             return sql_shell(connection, sys.stdin, sys.stdout)
         finally:
             connection.close()
     with reading(args.dir):
-        connection = catalog.connect(args.dir)
+        connection = catalog.connect(args.dir, args.snapshot)
     try:
         cursor = connection.execute(args.query)
         if cursor is None:  # DuckDB's answer to a query of only blanks, ';' or comments
@@ -64,9 +64,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_catalog(args: argparse.Namespace) -> int:
     with reading(args.dir):
         if args.sql:
-            print(catalog.catalog_script(args.dir), end="")
+            print(catalog.catalog_script(args.dir, args.snapshot), end="")
             return 0
-        connection = catalog.connect(args.dir)
+        connection = catalog.connect(args.dir, args.snapshot)
         try:
             rows = connection.execute(
                 "SELECT table_name AS view, column_name AS column, data_type AS type "
@@ -86,6 +86,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if args.since is not None and not (args.name or "").startswith(CHANGES):
         raise UserError("--since applies to the changes reports only")
+    if args.snapshot is not None and (args.html or (args.name or "").startswith(CHANGES)):
+        raise UserError("--snapshot applies to the named reports, not to changes or --html")
     if args.name == CHANGES:
         return _report_changes(args)
     if args.html:
@@ -101,7 +103,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(catalog.report_sql(args.name), end="")
         return 0
     with reading(args.dir, f"report {args.name} over"):
-        columns, rows = catalog.report(args.dir, args.name, args.since)
+        columns, rows = catalog.report(args.dir, args.name, args.since, args.snapshot)
     print_rows(columns, rows, args.format)
     return 0
 
@@ -175,6 +177,22 @@ def cmd_similar(args: argparse.Namespace) -> int:
     with reading(args.dir, "searching"):
         columns, rows = catalog.similar(args.dir, vector, args.k)
     print(format_table(columns, rows))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with reading(args.dir, "verifying"):
+        result = catalog.verify(args.dir, args.snapshot)
+    rows = [(table, *counts) for table, counts in result.tables.items()]
+    print_rows(["table", "files", "rows", "bytes"], rows, args.format)
+    how = {
+        "sha256": "every byte matches its SHA-256",
+        "size+rows": "sizes and row counts match (an object store: no checksum is recorded)",
+        "footers": "footers and row counts read (written before digestflow recorded "
+        "checksums: a new run records them)",
+    }[result.checked]
+    files = sum(counts[0] for counts in result.tables.values())
+    print(f"version {result.version}: {files} files as written; {how}", file=sys.stderr)
     return 0
 
 
@@ -264,6 +282,17 @@ def whole_number(low: int, high: int):
     return parse
 
 
+def _snapshot_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--snapshot",
+        type=int,
+        metavar="VERSION",
+        default=None,
+        help="read this earlier version instead of the current one (one of the "
+        "--keep_versions an output keeps; see manifest.json for the current number)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="digestflow",
@@ -285,12 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(omit it for a shell reading ';'-terminated statements from stdin)",
     )
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _snapshot_option(sql)
     cat = sub.add_parser("catalog", help="the DuckDB views of an output directory")
     cat.add_argument("dir", help="output directory of a run")
     cat.add_argument(
         "--sql", action="store_true", help="print the CREATE VIEW statements (for plain duckdb)"
     )
     cat.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _snapshot_option(cat)
     rep = sub.add_parser("report", help="a named report (SQL shipped in the package), or HTML")
     rep.add_argument("dir", help="output directory of a run")
     rep.add_argument("name", nargs="?", default=None, help="report name (see --list)")
@@ -305,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="changes reports: compare with this earlier version (default: the previous one)",
     )
+    _snapshot_option(rep)
+    ver = sub.add_parser(
+        "verify", help="read every file of an output and check it against its commit record"
+    )
+    ver.add_argument("dir", help="output directory of a run")
+    ver.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _snapshot_option(ver)
     sim = sub.add_parser("similar", help="canonical papers closest in meaning to a text")
     sim.add_argument("dir", help="output directory of a run (with embeddings)")
     sim.add_argument("text", help="free text or a title")
@@ -341,6 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parse_args``, but ``sql DIR --snapshot 2 "SELECT ..."`` works too: argparse fills an
+    optional positional (the query) before it reads the options that follow the one before
+    it, and would call the query an unrecognized argument."""
+    args, extra = parser.parse_known_args(argv)
+    lone = len(extra) == 1 and not extra[0].startswith("-")
+    if lone and args.command == "sql" and args.query is None:
+        args.query, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -352,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                 DigestflowOptions(["--help"])
                 return 0
             return cmd_run(argv[1:])
-        args = build_parser().parse_args(argv)
+        args = parse_command(build_parser(), argv)
         commands = {
             "sql": cmd_sql,
             "catalog": cmd_catalog,
@@ -360,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             "generate": cmd_generate,
             "similar": cmd_similar,
             "publish": cmd_publish,
+            "verify": cmd_verify,
         }
         return commands[args.command](args)
     except (UserError, ValueError) as error:

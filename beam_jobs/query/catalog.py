@@ -59,12 +59,45 @@ class Version:
     embedding_dim: int | None
 
 
-def current_version(output: str, connection: duckdb.DuckDBPyConnection | None = None) -> Version:
-    """The current version of ``output``, checked (see the module doc). The manifest is read
-    once, so every view made from the result reads the same version even while an update
-    publishes a new one."""
-    root = absolute_path(versions.current_root(output))  # NotAnOutput, DamagedOutput
+def current_version(
+    output: str,
+    connection: duckdb.DuckDBPyConnection | None = None,
+    snapshot: int | None = None,
+) -> Version:
+    """The current version of ``output`` (or the kept version ``snapshot``), checked (see the
+    module doc). The manifest is read once, so every view made from the result reads the same
+    version even while an update publishes a new one."""
+    if snapshot is None:
+        root = absolute_path(versions.current_root(output))  # NotAnOutput, DamagedOutput
+        return _checked_version(output, root, connection)
+    manifest = snapshot_manifest(output, snapshot)
+    root = absolute_path(versions.verified_root(output, manifest))
     return _checked_version(output, root, connection)
+
+
+def snapshot_manifest(output: str, snapshot: int) -> versions.Manifest:
+    """The manifest version ``snapshot`` of ``output`` was published with, if it is still
+    kept (the current one or one of the ``--keep_versions`` before it); else a
+    :class:`UserError` naming the versions kept."""
+    manifest = versions.read_manifest(output)
+    if manifest is None:
+        raise versions.NotAnOutput(
+            f"{output!r} is not a digestflow output (no {versions.MANIFEST_FILE} inside)"
+        )
+    current = manifest.version
+    if snapshot == current:
+        return manifest
+    if snapshot < 1 or snapshot > current:
+        problem = (
+            "versions are numbered from 1" if snapshot < 1 else f"the newest version is {current}"
+        )
+        raise UserError(f"--snapshot {snapshot}: {problem}; {_kept_phrase(output, current)}")
+    if snapshot not in _earlier_candidates(output, current) or not _is_kept(output, snapshot):
+        raise UserError(
+            f"--snapshot {snapshot}: version {snapshot} is no longer kept (a run keeps the "
+            f"--keep_versions newest, 2 by default); {_kept_phrase(output, current)}"
+        )
+    return _published_manifest(output, snapshot)
 
 
 def _checked_version(
@@ -211,12 +244,13 @@ def view_statements(output: str) -> list[str]:
     return _views(current_version(output))
 
 
-def connect(output: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views of ``output`` loaded."""
+def connect(output: str, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views of ``output`` loaded (of its current
+    version, or of the kept version ``snapshot``)."""
     connection = duckdb.connect()
     try:
         # raises NotAnOutput (a FileNotFoundError) or DamagedOutput (a UserError)
-        for statement in _views(current_version(output, connection)):
+        for statement in _views(current_version(output, connection, snapshot)):
             connection.execute(statement)
     except BaseException:
         connection.close()
@@ -367,9 +401,12 @@ def run_sql(
     return columns, cursor.fetchall()
 
 
-def query(output: str, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
-    """Column names and rows of ``sql`` run against the views of ``output``."""
-    connection = connect(output)
+def query(
+    output: str, sql: str, params: list | None = None, snapshot: int | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of ``sql`` run against the views of ``output`` (its current
+    version, or the kept version ``snapshot``)."""
+    connection = connect(output, snapshot)
     try:
         return run_sql(connection, sql, params)
     finally:
@@ -461,10 +498,77 @@ def similar(
         connection.close()
 
 
-def catalog_script(output: str) -> str:
+@dataclass(frozen=True)
+class Verified:
+    """What ``digestflow verify`` checked of one version: per table (files, rows, bytes), and
+    how (``sha256``: every byte against the recorded checksum; ``size+rows``: an object store,
+    where none is recorded; ``footers``: an output written before commit records, checked as
+    the readers check it)."""
+
+    version: int
+    tables: dict[str, tuple[int, int, int]]
+    checked: str
+
+
+def verify(output: str, snapshot: int | None = None) -> Verified:
+    """Read every file of the current version (or of the kept version ``snapshot``) in full
+    and compare it with its commit record; a :class:`DamagedOutput` naming every file that
+    differs, or what was checked."""
+    manifest = (
+        snapshot_manifest(output, snapshot)
+        if snapshot is not None
+        else versions.read_manifest(output)
+    )
+    if manifest is None:
+        raise versions.NotAnOutput(
+            f"{output!r} is not a digestflow output (no {versions.MANIFEST_FILE} inside)"
+        )
+    root = FileSystems.join(output, manifest.root)
+    if "files" not in manifest.extra or not versions.dir_exists(root):
+        # names what is missing and where it is listed; an output written before commit
+        # records gets the readers' checks (footers, row counts), all there is to check
+        checked = _checked_version(
+            output, absolute_path(versions.verified_root(output, manifest)), None
+        )
+        return Verified(manifest.version, _footer_counts(checked.files), "footers")
+    listed = commits.files_of(manifest.extra)
+    problems = commits.verify_files(output, listed)
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        raise DamagedOutput(
+            f"version {manifest.version} is damaged: {len(problems)} of "
+            f"{sum(map(len, listed.values()))} files differ from its commit record: {shown}; "
+            f"{recovery_hint(output)}"
+        )
+    tables = {
+        table: (len(files), sum(f.rows for f in files), sum(f.bytes for f in files))
+        for table, files in sorted(listed.items())
+    }
+    checked = "sha256" if all(f.sha256 for fs in listed.values() for f in fs) else "size+rows"
+    return Verified(manifest.version, tables, checked)
+
+
+def _footer_counts(files: dict[str, list[str]]) -> dict[str, tuple[int, int, int]]:
+    """(files, rows, bytes) per table, from the Parquet footers and file sizes."""
+    counts = {}
+    for table, paths in sorted(files.items()):
+        rows = size = 0
+        for path in paths:
+            with FileSystems.open(path) as handle:
+                rows += pq.ParquetFile(handle).metadata.num_rows
+            size += FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+        counts[table] = (len(paths), rows, size)
+    return counts
+
+
+def catalog_script(output: str, snapshot: int | None = None) -> str:
     """The view statements as one script, ``;``-terminated, with absolute paths: paste it into
-    the plain ``duckdb`` CLI or ``duckdb.connect().execute(...)`` in a notebook."""
-    version = current_version(output)
+    the plain ``duckdb`` CLI or ``duckdb.connect().execute(...)`` in a notebook. They read the
+    files of one version, so they stay valid until that version is retired (``--keep_versions``
+    later runs on)."""
+    version = current_version(output, snapshot=snapshot)
     header = f"-- digestflow views over {version.root}\n"
     return header + "".join(statement + ";\n" for statement in _views(version))
 
@@ -515,12 +619,17 @@ def report_summary(name: str) -> str:
     return first.split(":", 1)[1].strip() if first.startswith(f"{name}:") else first
 
 
-def report(output: str, name: str, since: int | None = None) -> tuple[list[str], list[tuple]]:
-    """Column names and rows of the named report run against ``output``; a ``changes_*``
-    report compares it with version ``since`` (default: the previous snapshot kept)."""
+def report(
+    output: str, name: str, since: int | None = None, snapshot: int | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of the named report run against ``output`` (or its kept version
+    ``snapshot``); a ``changes_*`` report compares the current version with version ``since``
+    (default: the previous snapshot kept)."""
     sql = report_sql(name)
     if not name.startswith(CHANGES_PREFIX):
-        return query(output, sql)
+        return query(output, sql, snapshot=snapshot)
+    if snapshot is not None:
+        raise UserError("--snapshot does not apply to the changes reports (use --since)")
     connection, _ = connect_changes(output, since)
     try:
         return run_sql(connection, sql)

@@ -163,6 +163,36 @@ def check_files(output: str, listed: Mapping[str, tuple[DataFile, ...]]) -> str 
     return None
 
 
+def verify_files(output: str, listed: Mapping[str, tuple[DataFile, ...]]) -> list[str]:
+    """Every problem with the listed files, reading each one in full (``digestflow verify``):
+    missing, another size, a footer that does not parse or another row count, and, where it
+    was recorded (local outputs), another SHA-256. Empty: every file is as it was written."""
+    problems = []
+    for files in listed.values():
+        for entry in files:
+            path = FileSystems.join(output, *entry.path.split("/"))
+            problem = check_files(output, {"": (entry,)})
+            if problem is None:
+                problem = _content_problem(path, entry)
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def _content_problem(path: str, entry: DataFile) -> str | None:
+    try:
+        with FileSystems.open(path) as handle:
+            rows = pq.ParquetFile(handle).metadata.num_rows
+    except Exception as error:  # noqa: BLE001 - any unreadable footer is the same finding
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"{path} is not a readable Parquet file ({reason})"
+    if rows != entry.rows:
+        return f"{path} holds {rows} rows, not the {entry.rows} it was written with"
+    if entry.sha256 is not None and _sha256(path) != entry.sha256:
+        return f"{path} has another SHA-256 than the one it was written with"
+    return None
+
+
 def create(output: str, version: int, document: Mapping[str, Any]) -> None:
     """Create the commit record of ``version``, only if there is none; else
     :class:`ConcurrentCommit`. The record appears whole or not at all."""

@@ -363,6 +363,20 @@ def test_catalog(outputs, workspace, data) -> None:
 
 @given(data=st.data())
 @FUZZ
+def test_verify_and_snapshots(outputs, workspace, data) -> None:
+    with scratch(workspace) as into:
+        dir_ = pick_dir(data, outputs, into)
+        snapshot = st.sampled_from(["1", "2", "0", "-1", "999", "x", ""]) | st.text(max_size=6)
+        flags = data.draw(st.lists(st.sampled_from(["--format=csv", "--snapshot"]), max_size=2))
+        argv = [
+            flag for f in flags for flag in ([f, data.draw(snapshot)] if f == "--snapshot" else [f])
+        ]
+        command = data.draw(st.sampled_from(["verify", "sql", "catalog"]))
+        check([command, dir_, *argv, *(["SELECT 1"] if command == "sql" else [])])
+
+
+@given(data=st.data())
+@FUZZ
 def test_report(outputs, workspace, data) -> None:
     with scratch(workspace) as into:
         dir_ = pick_dir(data, outputs, into)

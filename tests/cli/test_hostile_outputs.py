@@ -104,6 +104,7 @@ def readers(output: Path, tmp_path: Path) -> list[tuple[list[str], str | None]]:
         (["report", dir_, "overview"], None),
         (["report", dir_, "--html", str(tmp_path / "page.html")], None),
         (["similar", dir_, "diffusion"], None),
+        (["verify", dir_], None),
     ]
 
 

@@ -6,7 +6,11 @@ readers and updates check them, and two runs aiming at one version cannot both p
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +19,7 @@ import duckdb
 import pytest
 
 from beam_jobs.cli.main import main
+from beam_jobs.query import catalog
 from beam_jobs.store import commits, versions
 from beam_jobs.synthetic.generator import GeneratorConfig, generate
 
@@ -114,3 +119,181 @@ def _count_of(day: Path, tmp_path: Path) -> int:
     alone = tmp_path / f"alone-{day.stem}"
     assert _run(f"--input={day}", f"--output={alone}") == 0
     return _count(alone)
+
+
+# ---- history and full verification -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_versions(days, tmp_path_factory) -> Path:
+    """An output updated twice with the default --keep_versions (2): versions 2 and 3 kept."""
+    out = tmp_path_factory.mktemp("history") / "out"
+    assert _run(f"--input={days[0]}", f"--output={out}") == 0
+    assert _run(f"--input={days[1]}", f"--output={out}", "--incremental") == 0
+    assert _run(f"--input={days[2]}", f"--output={out}", "--incremental") == 0
+    return out
+
+
+def _sql_count(out: Path, capsys, *options: str) -> int:
+    capsys.readouterr()
+    code = main(["sql", str(out), *options, "SELECT count(*) AS n FROM records", "--format", "csv"])
+    assert code == 0, capsys.readouterr().err
+    return int(capsys.readouterr().out.splitlines()[1])
+
+
+def test_sql_and_reports_read_a_kept_snapshot(three_versions, days, capsys) -> None:
+    out = three_versions
+    current = _sql_count(out, capsys)
+    earlier = _sql_count(out, capsys, "--snapshot", "2")
+    assert earlier == _count_of_days(days[:2], out.parent / "check") < current
+    assert _sql_count(out, capsys, "--snapshot", "3") == current
+    # the catalog of a snapshot names that version's files, so pasted views keep reading it
+    assert main(["catalog", str(out), "--sql", "--snapshot", "2"]) == 0
+    script = capsys.readouterr().out
+    root = versions.kept_root(str(out), 2)
+    assert root in script and versions.kept_root(str(out), 3) not in script
+    pasted = duckdb.connect()
+    pasted.execute(script)
+    assert pasted.execute("SELECT count(*) FROM records").fetchone()[0] == earlier
+    assert main(["report", str(out), "overview", "--snapshot", "2", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "says"),
+    [
+        ("1", "version 1 is no longer kept"),
+        ("4", "the newest version is 3"),
+        ("0", "versions are numbered from 1"),
+    ],
+)
+def test_a_snapshot_that_is_not_kept_is_one_clear_error(three_versions, capsys, snapshot, says):
+    capsys.readouterr()
+    assert main(["sql", str(three_versions), "--snapshot", snapshot, "SELECT 1"]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "keeps versions 2 and 3" in err
+    assert err.count("\n") == 1 and err.startswith("digestflow: error:")
+
+
+def test_verify_reads_every_byte_and_names_each_changed_file(days, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert _run(f"--input={days[0]}", f"--output={out}") == 0
+    assert _run(f"--input={days[1]}", f"--output={out}", "--incremental") == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), "--format", "csv"]) == 0
+    shown = capsys.readouterr()
+    assert "every byte matches its SHA-256" in shown.err
+    rows = {line.split(",")[0]: line.split(",") for line in shown.out.splitlines()[1:]}
+    assert int(rows["records"][2]) == _count(out)
+    # a flipped byte in a data page keeps size and footer: only the checksum finds it
+    root = Path(versions.current_root(str(out)))
+    victims = sorted(root.glob("records/*.parquet")) + sorted(root.glob("clusters/*.parquet"))
+    flipped = bytearray(victims[0].read_bytes())
+    flipped[100] ^= 0xFF
+    victims[0].write_bytes(bytes(flipped))
+    victims[-1].unlink()
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "version 2 is damaged: 2 of" in err
+    assert (
+        f"{victims[0].name} has another SHA-256" in err and f"{victims[-1].name} is missing" in err
+    )
+    # the earlier snapshot is untouched and still verifies
+    assert main(["verify", str(out), "--snapshot", "1"]) == 0
+
+
+def _count_of_days(inputs: list[Path], out: Path) -> int:
+    """Records of one full run over ``inputs`` (what a snapshot that ingested them holds)."""
+    args = [f"--input={day}" for day in inputs]
+    assert _run(*args, f"--output={out}", "--overwrite") == 0
+    return _count(out)
+
+
+# ---- kill -9 at each step of an update -----------------------------------------------------
+
+# Each entry: where the update process SIGKILLs itself (a real kill, in a child process, by
+# replacing one function with one that kills), and which version readers must see after it.
+# The functions are the update's steps in order: the job, the run summary (the version is
+# complete), the commit record's atomic link, the record in place but manifest.json not yet
+# rewritten, and the manifest switched but older versions not yet retired.
+KILL_POINTS = {
+    "during the job": ("transforms.dedup.duplicates", "AssignClustersFn.process", "before", 1),
+    "before the commit": ("beam_jobs.launcher", "write_summary", "before", 1),
+    "during the commit": ("os", "link", "before", 1),
+    "after the commit record": ("beam_jobs.store.commits", "create", "after", 2),
+    "before retiring old versions": ("beam_jobs.store.versions", "retire_versions", "before", 2),
+}
+
+_KILLER = """
+import importlib, os, signal, sys
+module_name, attribute, when = sys.argv[1:4]
+owner = importlib.import_module(module_name)
+*path, name = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+original = getattr(owner, name)
+
+def killing(*args, **kwargs):
+    if when == "after":
+        original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(owner, name, killing)
+from beam_jobs.cli.main import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def _rows(output: Path) -> list[tuple]:
+    """What an update must get right, row by row, in a stable order."""
+    columns = "record_id, cluster_id, is_canonical, duplicate_of, round(similarity, 6), dup_kind"
+    connection = catalog.connect(str(output))
+    try:
+        return connection.execute(f"SELECT {columns} FROM records ORDER BY record_id").fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(days, tmp_path_factory) -> tuple[Path, list[tuple]]:
+    """A one-day output (the base every kill starts from) and the rows the second day's
+    update gives it when nothing goes wrong."""
+    root = tmp_path_factory.mktemp("kill")
+    base = root / "base"
+    assert _run(f"--input={days[0]}", f"--output={base}") == 0
+    done = root / "done"
+    shutil.copytree(base, done)
+    assert _run(f"--input={days[1]}", f"--output={done}", "--incremental") == 0
+    return base, _rows(done)
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_an_update_killed_at_any_step_leaves_a_whole_version_and_reruns(
+    days, uninterrupted, tmp_path, capsys, point
+) -> None:
+    base, expected = uninterrupted
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+    before = _rows(out)
+    module, attribute, when, visible = KILL_POINTS[point]
+    update = ["run", f"--input={days[1]}", f"--output={out}", "--incremental"]
+    killed = subprocess.Popen(
+        [sys.executable, "-c", _KILLER, module, attribute, when, *update, "--no_embeddings"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the helpers it forks go with it
+    )
+    _, stderr = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, stderr
+    with contextlib.suppress(ProcessLookupError):  # as a machine crash takes them too
+        os.killpg(killed.pid, signal.SIGKILL)
+    # readers see one whole version: the old one, or the new one once its record exists
+    assert _rows(out) == (before if visible == 1 else expected)
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0, capsys.readouterr().err
+    # running the update again finishes the day (or finds it ingested) and equals the
+    # uninterrupted update; no attempt directory is left behind
+    assert _run(f"--input={days[1]}", f"--output={out}", "--incremental") == 0
+    assert _rows(out) == expected
+    numbers = {versions.version_number(p.name) for p in out.iterdir()} - {None}
+    assert numbers == set(commits.committed_versions(str(out))[-2:]), "no orphan attempt left"
