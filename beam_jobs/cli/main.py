@@ -162,17 +162,28 @@ def cmd_similar(args: argparse.Namespace) -> int:
     if args.model is not None and not os.path.isdir(args.model):
         raise UserError(f"--model {args.model}: no such directory")
 
-    from sentence_transformers import SentenceTransformer
-
     from transforms.enrich.embed import EmbedConfig
+    from transforms.enrich.encoders import DEFAULT_BACKEND, load_encoder, missing_runtime
 
-    config = EmbedConfig(**({"model": args.model} if args.model else {}))
+    # The query is embedded as the output's papers were: same backend (int8 vectors are not
+    # fp32's) and sequence length. torch and openvino give the same vectors, and openvino
+    # loads from its cached export without importing torch: seconds less per search.
+    used = catalog.embedding_settings(args.dir)
+    backend = used.get("backend") or DEFAULT_BACKEND
+    backend = DEFAULT_BACKEND if backend == "torch" else backend
+    missing = missing_runtime(backend)
+    if missing is not None:
+        raise UserError(f"this output was embedded with {backend}: {missing}")
+    config = EmbedConfig(
+        **({"model": args.model} if args.model else {}),
+        backend=backend,
+        max_seq_length=int(used.get("max_seq_length") or 256),
+    )
     try:
-        model = SentenceTransformer(config.model_dir, device="cpu", local_files_only=True)
+        model = load_encoder(config.model_dir, config.backend, config.max_seq_length)
     except (OSError, ValueError, KeyError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"--model {config.model_dir}: not a usable model ({message})") from None
-    model.max_seq_length = config.max_seq_length
     vector = model.encode([args.text], normalize_embeddings=True)[0]
     with reading(args.dir, "searching"):
         columns, rows = catalog.similar(args.dir, vector, args.k)

@@ -462,6 +462,15 @@ def searchable_dim(output: str) -> int:
     )
 
 
+def embedding_settings(output: str) -> dict:
+    """How the current version's papers were embedded (backend, sequence length, ...) as its
+    run recorded it; empty when it recorded none (an output older than the settings)."""
+    manifest = versions.read_manifest(output)
+    settings = manifest.extra.get("settings") if manifest is not None else None
+    embedding = settings.get("embedding") if isinstance(settings, dict) else None
+    return embedding if isinstance(embedding, dict) else {}
+
+
 def similar(
     output: str,
     vector,

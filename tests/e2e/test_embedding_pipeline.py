@@ -65,3 +65,53 @@ def test_similar_finds_a_paper_by_its_own_title(embedded_run: Path, capsys) -> N
     assert main(["similar", str(embedded_run), title, "-k", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith(title[:40])
+
+
+def test_similar_embeds_the_query_with_the_backend_the_output_used(tmp_path, monkeypatch, capsys):
+    """An output embedded by openvino-int8 is searched with int8 query vectors: a paper's own
+    text then scores the cosine the int8 encoder gives it (fp32 would give another), and the
+    search needs no torch model."""
+    pytest.importorskip("nncf")
+    from transforms.enrich.encoders import load_encoder
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # its own model cache
+    dumps, output = tmp_path / "dumps", tmp_path / "out"
+    generate(dumps, GeneratorConfig(records=30, seed=13, records_per_file=30))
+    assert (
+        run(
+            [
+                f"--input={dumps}/*.txt",
+                f"--output={output}",
+                "--quiet",
+                "--embedding_backend=openvino-int8",
+            ]
+        )
+        is not None
+    )
+    (title, abstract, stored), *_ = catalog.query(
+        str(output), "SELECT title, abstract, embedding FROM papers ORDER BY record_id LIMIT 1"
+    )[1]
+    query = embedding_text(title, abstract)
+    int8 = load_encoder(EmbedConfig().model_dir, "openvino-int8", 256)
+    fp32 = load_encoder(EmbedConfig().model_dir, "openvino", 256)
+    stored = np.asarray(stored, dtype=np.float64)
+    cosine = {
+        name: round(float(model.encode([query], normalize_embeddings=True)[0] @ stored), 4)
+        for name, model in (("int8", int8), ("fp32", fp32))
+    }
+    assert cosine["int8"] != cosine["fp32"], "the test tells the backends apart"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "similar",
+                str(output),
+                query,
+                "-k",
+                "1",
+            ]
+        )
+        == 0
+    )
+    top = capsys.readouterr().out.splitlines()[2]
+    assert top.startswith(title[:40]) and float(top.split()[-1]) == cosine["int8"], top
