@@ -71,7 +71,7 @@ from bench.common import (
 DAY_RECORDS = 500
 KNOWN_SHARE = 0.8
 EXTRA_DAYS = 8  # generated after the base days, to draw the new day's records from
-BUILDER_VERSION = 1  # bump when the construction below changes (regenerates cached data)
+BUILDER_VERSION = 2  # bump when the construction below changes (regenerates cached data)
 DUMP_GLOB = "digest_*.txt*"
 EMBED_DAY_RECORDS = 200
 GOAL = 1.2
@@ -161,6 +161,11 @@ def build_day_data(
                 fresh.append((row, slot))
             elif row["paper_id"] in base_papers:
                 known.append((row, slot))
+    if len(known) < n_known:
+        # The generator lists a paper on a few consecutive days only, so the later days
+        # re-scrape few base papers: the rest of the day's known part re-lists base records
+        # as they were (an exact re-listing, like a digest showing a paper again weeks on).
+        known += _relisted_base_records(base_dir, base_truth, n_known - len(known), config.seed)
     if len(known) < n_known or len(fresh) < n_new:
         raise RuntimeError(
             f"{EXTRA_DAYS} extra days gave {len(known)} known / {len(fresh)} new records; "
@@ -201,6 +206,23 @@ def build_day_data(
         known_variants=dict(sorted(Counter(row["variant"] for row in known_rows).items())),
         seed=config.seed,
     )
+
+
+def _relisted_base_records(
+    base_dir: Path, base_truth: Sequence[dict], count: int, seed: int
+) -> list[tuple[dict, tuple[str, str]]]:
+    """``count`` base records with an abstract, drawn without replacement (seeded), each as a
+    ground-truth row of variant ``exact`` (a copy of a text the corpus holds) and its slot."""
+    by_file: dict[str, list[dict]] = {}
+    for row in base_truth:
+        by_file.setdefault(row["source_file"], []).append(row)
+    candidates = []
+    for name in sorted(by_file):
+        for row, slot in zip(by_file[name], read_slots(base_dir / name), strict=True):
+            if slot[1] is not None:
+                candidates.append(({**row, "variant": "exact", "relisted": True}, slot))
+    random.Random(f"digestflow/bench-incremental/relist/{seed}").shuffle(candidates)
+    return candidates[:count]
 
 
 def _write_truth(path: Path, rows: Sequence[dict]) -> None:
