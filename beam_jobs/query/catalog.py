@@ -79,25 +79,16 @@ def snapshot_manifest(output: str, snapshot: int) -> versions.Manifest:
     """The manifest version ``snapshot`` of ``output`` was published with, if it is still
     kept (the current one or one of the ``--keep_versions`` before it); else a
     :class:`UserError` naming the versions kept."""
-    manifest = versions.read_manifest(output)
-    if manifest is None:
-        raise versions.NotAnOutput(
-            f"{output!r} is not a digestflow output (no {versions.MANIFEST_FILE} inside)"
-        )
+    manifest = versions.current_manifest(output)
     current = manifest.version
     if snapshot == current:
         return manifest
-    if snapshot < 1 or snapshot > current:
-        problem = (
-            "versions are numbered from 1" if snapshot < 1 else f"the newest version is {current}"
-        )
-        raise UserError(f"--snapshot {snapshot}: {problem}; {_kept_phrase(output, current)}")
-    if snapshot not in _earlier_candidates(output, current) or not _is_kept(output, snapshot):
+    if snapshot > current:
         raise UserError(
-            f"--snapshot {snapshot}: version {snapshot} is no longer kept (a run keeps the "
-            f"--keep_versions newest, 2 by default); {_kept_phrase(output, current)}"
+            f"--snapshot {snapshot}: the newest version is {current}; "
+            f"{_kept_phrase(output, current)}"
         )
-    return _published_manifest(output, snapshot)
+    return _earlier_kept_manifest(output, current, snapshot, "--snapshot")
 
 
 def _checked_version(
@@ -282,11 +273,7 @@ def connect_changes(
     kept, if any). Both are read through their commit records and checked as
     :func:`current_version` checks; a ``since`` that is not an earlier kept version is a
     :class:`UserError` naming the versions kept, a damaged one a :class:`DamagedOutput`."""
-    manifest = versions.read_manifest(output)  # once: an update may publish meanwhile
-    if manifest is None:
-        raise versions.NotAnOutput(
-            f"{output!r} is not a digestflow output (no {versions.MANIFEST_FILE} inside)"
-        )
+    manifest = versions.current_manifest(output)  # once: an update may publish meanwhile
     connection = duckdb.connect()
     try:
         root = absolute_path(versions.verified_root(output, manifest))
@@ -339,21 +326,27 @@ def _since_manifest(output: str, current: int, since: int | None) -> versions.Ma
                 "or deleted), so there is nothing to compare the current version with"
             )
         return _published_manifest(output, found)
-    if since < 1:
-        raise UserError(
-            f"--since {since}: versions are numbered from 1; {_kept_phrase(output, current)}"
-        )
     if since >= current:
         raise UserError(
             f"--since {since}: not earlier than the current version {current}; "
             f"{_kept_phrase(output, current)}"
         )
-    if since not in _earlier_candidates(output, current) or not _is_kept(output, since):
+    return _earlier_kept_manifest(output, current, since, "--since")
+
+
+def _earlier_kept_manifest(output: str, current: int, version: int, flag: str) -> versions.Manifest:
+    """The manifest of ``version``, an earlier version than ``current`` that ``flag`` names,
+    or a :class:`UserError` naming the versions kept."""
+    if version < 1:
         raise UserError(
-            f"--since {since}: version {since} is no longer kept (a run keeps the "
+            f"{flag} {version}: versions are numbered from 1; {_kept_phrase(output, current)}"
+        )
+    if version not in _earlier_candidates(output, current) or not _is_kept(output, version):
+        raise UserError(
+            f"{flag} {version}: version {version} is no longer kept (a run keeps the "
             f"--keep_versions newest, 2 by default); {_kept_phrase(output, current)}"
         )
-    return _published_manifest(output, since)
+    return _published_manifest(output, version)
 
 
 def _published_manifest(output: str, version: int) -> versions.Manifest:
@@ -526,12 +519,8 @@ def verify(output: str, snapshot: int | None = None) -> Verified:
     manifest = (
         snapshot_manifest(output, snapshot)
         if snapshot is not None
-        else versions.read_manifest(output)
+        else versions.current_manifest(output)
     )
-    if manifest is None:
-        raise versions.NotAnOutput(
-            f"{output!r} is not a digestflow output (no {versions.MANIFEST_FILE} inside)"
-        )
     root = FileSystems.join(output, manifest.root)
     if "files" not in manifest.extra or not versions.dir_exists(root):
         # names what is missing and where it is listed; an output written before commit

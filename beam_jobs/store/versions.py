@@ -165,10 +165,15 @@ def read_manifest(output: str) -> Manifest | None:
 
 def current_root(output: str) -> str:
     """The directory of the current version of ``output`` (checked to exist)."""
+    return verified_root(output, current_manifest(output))
+
+
+def current_manifest(output: str) -> Manifest:
+    """The manifest of ``output``'s current version; :class:`NotAnOutput` if it has none."""
     manifest = read_manifest(output)
     if manifest is None:
         raise NotAnOutput(f"{output!r} is not a digestflow output (no {MANIFEST_FILE} inside)")
-    return verified_root(output, manifest)
+    return manifest
 
 
 def verified_root(output: str, manifest: Manifest) -> str:

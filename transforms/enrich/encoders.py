@@ -270,12 +270,7 @@ def quantize_openvino(source: Path, target: Path, model_dir: str | Path) -> Path
     names = {port.get_any_name() for port in model.inputs}
     batches = []
     for start in range(0, len(texts), CALIBRATION_BATCH):
-        encodings = tokenizer.encode_batch(texts[start : start + CALIBRATION_BATCH])
-        batch = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
+        batch = token_arrays(tokenizer, texts[start : start + CALIBRATION_BATCH])
         batches.append({name: value for name, value in batch.items() if name in names})
     # NNCF draws progress bars on the console (rich, no switch to turn them off) and logs
     # notices: neither belongs in a pipeline's output, so both are kept out of it.
@@ -379,12 +374,7 @@ class OnnxEncoder:
     def _tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         with self._lock:
             self._tokenizer.enable_truncation(max_length=self.max_seq_length)
-            encodings = self._tokenizer.encode_batch(list(texts))
-        return {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
+            return token_arrays(self._tokenizer, texts)
 
     def encode(
         self,
@@ -408,6 +398,17 @@ class OnnxEncoder:
         if normalize_embeddings and len(out):
             out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out
+
+
+def token_arrays(tokenizer: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """The model's int64 inputs for ``texts`` (padded to the longest, truncated as the
+    tokenizer is set): what inference and the int8 calibration both feed the graph."""
+    encodings = tokenizer.encode_batch(list(texts))
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
 
 
 def _tokenizer(model_dir: Path) -> Any:
