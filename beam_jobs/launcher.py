@@ -47,7 +47,7 @@ from beam_jobs.options import (
 from beam_jobs.pipeline import build_pipeline
 from beam_jobs.store import commits, versions
 from beam_jobs.store.commits import ConcurrentCommit
-from beam_jobs.store.tables import finalize_tables, table_files
+from beam_jobs.store.tables import finalize_tables, table_files, written_files
 from beam_jobs.summary import check_complete, counters, summarize, unchanged_summary, write_summary
 from transforms.dedup.duplicates import DedupConfig
 from transforms.enrich.embed import EmbedConfig
@@ -332,7 +332,7 @@ def listing_manifest(
 ) -> versions.Manifest:
     """The manifest of the finished version directory ``root``, listing its every data file
     (so readers use exactly those, and refuse the version if one goes missing)."""
-    files = {table: table_files(root, table) for table in TABLES}
+    files = {table: written_files(root, table) for table in TABLES}
     extra = {**extra, "files": commits.describe_files(output, files)}
     return versions.Manifest(version, root.rstrip("/").rsplit("/", 1)[-1], extra)
 

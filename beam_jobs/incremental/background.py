@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.incremental.part import find_part
 from beam_jobs.store import versions
-from beam_jobs.store.tables import table_files
+from beam_jobs.store.tables import table_files, written_files
 from transforms.dedup.duplicates import DedupConfig
 from transforms.enrich.semantic.evidence import names_row_of
 from transforms.enrich.semantic.rule import SemanticConfig
@@ -532,7 +532,7 @@ class BackgroundUpdate:
         self._join()
         staging = self.request.staging
         for table in TABLES:
-            staged = table_files(staging, table)
+            staged = written_files(staging, table)
             if not staged:
                 continue
             target = FileSystems.join(self.request.root, table)

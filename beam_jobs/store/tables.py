@@ -42,6 +42,13 @@ def table_files(root: str, table: str) -> list[str]:
     listed = listed_files(root, table)
     if listed is not None:
         return sorted(listed)
+    return written_files(root, table)
+
+
+def written_files(root: str, table: str) -> list[str]:
+    """The Parquet files the directory of ``table`` in ``root`` holds now, sorted: what a
+    writer completing a version lists (never a listing remembered from a version that was
+    published under the same path before and is gone)."""
     directory = table_dir(root, table)
     if not is_remote(directory):
         # listed, not globbed: Beam's local match walks the whole tree above the first
@@ -70,7 +77,7 @@ def finalize_tables(root: str) -> None:
     for name, schema in TABLES.items():
         directory = table_dir(root, name)
         delete_dir(temp_dir(root, name))
-        if not table_files(root, name):
+        if not written_files(root, name):
             if not is_remote(directory) and not FileSystems.exists(directory):
                 FileSystems.mkdirs(directory)
             empty = FileSystems.join(directory, "part-empty.parquet")

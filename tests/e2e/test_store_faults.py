@@ -297,3 +297,17 @@ def test_an_update_killed_at_any_step_leaves_a_whole_version_and_reruns(
     assert _rows(out) == expected
     numbers = {versions.version_number(p.name) for p in out.iterdir()} - {None}
     assert numbers == set(commits.committed_versions(str(out))[-2:]), "no orphan attempt left"
+
+
+def test_an_output_rebuilt_at_the_same_path_lists_its_own_files(tmp_path) -> None:
+    """A reader remembers the files a published version lists; a version written again under
+    the same directory name in the same process (a template job's plain ``v000001``) must be
+    published with the files it holds, not with the remembered ones."""
+    from bench.search import build_output
+
+    out = tmp_path / "out"
+    build_output(out, papers=50)
+    assert catalog.query(str(out), "SELECT count(*) FROM papers")[1] == [(50,)]
+    shutil.rmtree(out)
+    build_output(out, papers=20)
+    assert catalog.query(str(out), "SELECT count(*) FROM papers")[1] == [(20,)]
