@@ -16,7 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -57,6 +57,7 @@ class Version:
     root: str  # absolute (or a gs:// URI)
     files: dict[str, list[str]]  # table -> its Parquet files, for tables that have any
     embedding_dim: int | None
+    rows: dict[str, int] = field(default_factory=dict)  # file -> rows, from its footer
 
 
 def current_version(
@@ -110,11 +111,11 @@ def _checked_version(
     own = connection is None
     connection = duckdb.connect() if own else connection
     try:
-        _check_footers(output, root, files, connection)
+        rows = _check_footers(output, root, files, connection)
     finally:
         if own:
             connection.close()
-    return Version(output, root, files, _embedding_dim(output, files["records"][0]))
+    return Version(output, root, files, _embedding_dim(output, files["records"][0]), rows)
 
 
 def _local_dir(path: str) -> bool:
@@ -131,9 +132,10 @@ def _damaged_file(output: str, path: str, error: Exception) -> DamagedOutput:
 
 def _check_footers(
     output: str, root: str, files: dict[str, list[str]], connection: duckdb.DuckDBPyConnection
-) -> None:
+) -> dict[str, int]:
     """Every file's footer parses (a truncated or overwritten file fails here, not in the
-    middle of someone's query), and the tables the run summary counts hold those rows."""
+    middle of someone's query), and the tables the run summary counts hold those rows.
+    Returns each file's row count."""
     every = [path for paths in files.values() for path in paths]
     sql = "SELECT file_name, num_rows FROM parquet_file_metadata(?)"
     try:
@@ -158,6 +160,7 @@ def _check_footers(
                 f"{table_dir(root, table)} holds {held} rows, but {summary_path} says "
                 f"{expected} were written: a Parquet file is missing; {recovery_hint(output)}"
             )
+    return rows
 
 
 def _read_summary(path: str) -> dict:
@@ -445,9 +448,8 @@ def searchable_dim(output: str) -> int:
                 return int(dim)
     finally:
         connection.close()
-    manifest = versions.read_manifest(output)
-    settings = manifest.extra.get("settings") if manifest is not None else None
-    if isinstance(settings, dict) and settings.get("embedding") is None:
+    settings = _recorded_settings(output)
+    if settings is not None and settings.get("embedding") is None:
         raise UserError("this output has no embeddings (it was built with --no_embeddings)")
     raise UserError(
         "this output has no embeddings (built with --no_embeddings, or every embedding "
@@ -458,10 +460,16 @@ def searchable_dim(output: str) -> int:
 def embedding_settings(output: str) -> dict:
     """How the current version's papers were embedded (backend, sequence length, ...) as its
     run recorded it; empty when it recorded none (an output older than the settings)."""
+    settings = _recorded_settings(output)
+    embedding = settings.get("embedding") if settings is not None else None
+    return embedding if isinstance(embedding, dict) else {}
+
+
+def _recorded_settings(output: str) -> dict | None:
+    """The settings the current version's run recorded (None: it recorded none)."""
     manifest = versions.read_manifest(output)
     settings = manifest.extra.get("settings") if manifest is not None else None
-    embedding = settings.get("embedding") if isinstance(settings, dict) else None
-    return embedding if isinstance(embedding, dict) else {}
+    return settings if isinstance(settings, dict) else None
 
 
 def similar(
@@ -528,7 +536,7 @@ def verify(output: str, snapshot: int | None = None) -> Verified:
         checked = _checked_version(
             output, absolute_path(versions.verified_root(output, manifest)), None
         )
-        return Verified(manifest.version, _footer_counts(checked.files), "footers")
+        return Verified(manifest.version, _footer_counts(checked), "footers")
     listed = commits.files_of(manifest.extra)
     problems = commits.verify_files(output, listed)
     if problems:
@@ -548,16 +556,12 @@ def verify(output: str, snapshot: int | None = None) -> Verified:
     return Verified(manifest.version, tables, checked)
 
 
-def _footer_counts(files: dict[str, list[str]]) -> dict[str, tuple[int, int, int]]:
-    """(files, rows, bytes) per table, from the Parquet footers and file sizes."""
+def _footer_counts(version: Version) -> dict[str, tuple[int, int, int]]:
+    """(files, rows, bytes) per table: rows from the footers the check read, sizes by stat."""
     counts = {}
-    for table, paths in sorted(files.items()):
-        rows = size = 0
-        for path in paths:
-            with FileSystems.open(path) as handle:
-                rows += pq.ParquetFile(handle).metadata.num_rows
-            size += FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-        counts[table] = (len(paths), rows, size)
+    for table, paths in sorted(version.files.items()):
+        size = sum(commits.file_size(p) or 0 for p in paths)
+        counts[table] = (len(paths), sum(version.rows.get(p, 0) for p in paths), size)
     return counts
 
 

@@ -147,19 +147,9 @@ def check_files(output: str, listed: Mapping[str, tuple[DataFile, ...]]) -> str 
     None. Cheap: one ``stat`` (or one listing) per file, no data read."""
     for files in listed.values():
         for entry in files:
-            path = FileSystems.join(output, *entry.path.split("/"))
-            if "://" not in output:
-                try:
-                    size = os.path.getsize(path)
-                except OSError:
-                    return f"{path} is missing"
-            else:
-                matched = FileSystems.match([path])[0].metadata_list
-                if not matched:
-                    return f"{path} is missing"
-                size = matched[0].size_in_bytes
-            if size != entry.bytes:
-                return f"{path} has {size} bytes, not the {entry.bytes} it was written with"
+            problem = _size_problem(output, entry)
+            if problem is not None:
+                return problem
     return None
 
 
@@ -170,16 +160,40 @@ def verify_files(output: str, listed: Mapping[str, tuple[DataFile, ...]]) -> lis
     problems = []
     for files in listed.values():
         for entry in files:
-            path = FileSystems.join(output, *entry.path.split("/"))
-            problem = check_files(output, {"": (entry,)})
-            if problem is None:
-                problem = _content_problem(path, entry)
+            problem = _size_problem(output, entry) or _content_problem(output, entry)
             if problem is not None:
                 problems.append(problem)
     return problems
 
 
-def _content_problem(path: str, entry: DataFile) -> str | None:
+def _path(output: str, entry: DataFile) -> str:
+    return FileSystems.join(output, *entry.path.split("/"))
+
+
+def file_size(path: str) -> int | None:
+    """Bytes of the file at ``path`` (local, taken literally, or an object URI); None if it
+    is not there."""
+    if "://" not in path:
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return None
+    matched = FileSystems.match([path])[0].metadata_list
+    return matched[0].size_in_bytes if matched else None
+
+
+def _size_problem(output: str, entry: DataFile) -> str | None:
+    path = _path(output, entry)
+    size = file_size(path)
+    if size is None:
+        return f"{path} is missing"
+    if size != entry.bytes:
+        return f"{path} has {size} bytes, not the {entry.bytes} it was written with"
+    return None
+
+
+def _content_problem(output: str, entry: DataFile) -> str | None:
+    path = _path(output, entry)
     try:
         with FileSystems.open(path) as handle:
             rows = pq.ParquetFile(handle).metadata.num_rows
