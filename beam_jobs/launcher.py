@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,7 @@ from beam_jobs.options import (
 from beam_jobs.pipeline import build_pipeline
 from beam_jobs.store import commits, versions
 from beam_jobs.store.commits import ConcurrentCommit
-from beam_jobs.store.tables import finalize_tables, table_files, written_files
+from beam_jobs.store.tables import finalize_tables, listing_manifest, table_files
 from beam_jobs.summary import check_complete, counters, summarize, unchanged_summary, write_summary
 from transforms.dedup.duplicates import DedupConfig
 from transforms.enrich.embed import EmbedConfig
@@ -55,12 +56,10 @@ from transforms.enrich.encoders import default_cache_dir
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.enrich.tags.tagging import Taxonomy
 from transforms.incremental.read_back import UpdateSources
-from transforms.schema import TABLES
 
 # The in-process FnApiRunner: plain DirectRunner first tries to download Prism (offline: noise).
 DEFAULT_RUNNER = "FnApiRunner"
 MAX_WORKERS_PER_CORE = 4
-KEEP_VERSIONS = 2  # at least: the current one, and the one a reader may still be scanning
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,9 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
         raise UserError("--output is required (a directory)")
     if ours.output_shards < 1:
         raise UserError("--output_shards must be >= 1")
-    if ours.keep_versions < KEEP_VERSIONS:
+    if ours.keep_versions < versions.KEEP_VERSIONS:
         raise UserError(
-            f"--keep_versions must be >= {KEEP_VERSIONS} (the current version and the previous "
+            f"--keep_versions must be >= {versions.KEEP_VERSIONS} (the current version and the previous "
             f"one, which a reader may still be scanning), got {ours.keep_versions}"
         )
     workers = options.view_as(DirectOptions).direct_num_workers
@@ -218,9 +217,9 @@ def plan_target(job: Job) -> RunTarget:
 def start_update(
     job: Job, target: RunTarget
 ) -> tuple[update_background.BackgroundUpdate, UpdateSources]:
-    """An update finds the part it clusters again while the graph is built, and copies the
-    rest while the job runs (:mod:`beam_jobs.incremental.background`); its DoFns read the
-    part from a file."""
+    """An update finds the part it clusters again while the graph is built, and writes what
+    supersedes the previous version while the job runs (:mod:`beam_jobs.incremental.background`);
+    its DoFns read the part from a file."""
     request = update_background.UpdateRequest(
         target.previous,
         target.root,
@@ -285,19 +284,20 @@ def run(argv: list[str]) -> dict[str, Any] | None:
         if job.translate_only:
             return None
         result.wait_until_finish()
-        copied = running.finish() if running is not None else None
+        unchanged = running.finish() if running is not None else None
     except BaseException:
         if running is not None:
             running.abandon()
         raise
     found = counters(result)
-    summary = summarize(found, job.ours.output, time.monotonic() - started, copied)
+    summary = summarize(found, job.ours.output, time.monotonic() - started, unchanged)
     summary["version"] = target.version
     if job.ours.incremental:
         summary["files_skipped_already_ingested"] = target.skipped
         summary["update_part"] = part
     check_complete(summary, found, part, target.root)
-    commit(job.ours.output, target, summary, job.settings, keep=job.ours.keep_versions)
+    carried = carried_files(job.ours.output, target, part) if running is not None else {}
+    commit(job.ours.output, target, summary, job.settings, job.ours.keep_versions, carried)
     logging.getLogger(__name__).info("run summary: %s", summary)
     reporter.finish(summary)
     return summary
@@ -306,35 +306,51 @@ def run(argv: list[str]) -> dict[str, Any] | None:
 # ---- publish ---------------------------------------------------------------------------
 
 
+def carried_files(
+    output: str, target: RunTarget, part: dict[str, int]
+) -> dict[str, tuple[commits.DataFile, ...]]:
+    """The previous version's files an update's version lists as they are (data files
+    holding rows, and delete files), by commit-record name: every table's, or only those
+    kept whole when the previous version had no update index."""
+    kept = update_background.kept_tables(bool(part["everything"]))
+    listed = commits.listing(output, target.version - 1)
+    if listed is None:  # written before the commit log: described (and hashed) once
+        found = {table: table_files(target.previous, table) for table in kept}
+        listed = commits.files_of({"files": commits.describe_files(output, found)})
+    return {
+        name: tuple(entry for entry in entries if entry.rows)
+        for name, entries in listed.items()
+        if name.split(".", 1)[0] in kept
+    }
+
+
 def commit(
     output: str,
     target: RunTarget,
     summary: dict[str, Any],
     settings: dict[str, Any],
-    keep: int = KEEP_VERSIONS,
+    keep: int = versions.KEEP_VERSIONS,
+    carried: Mapping[str, tuple[commits.DataFile, ...]] | None = None,
 ) -> None:
     """Complete the version, then switch the manifest to it: until that switch, readers
-    (and a failed run) keep the previous version."""
-    finalize_tables(target.root)
+    (and a failed run) keep the previous version. ``carried``: files of earlier versions
+    it lists as they are (an update)."""
+    carried = carried or {}
+    finalize_tables(target.root, skip={name for name, entries in carried.items() if entries})
     write_summary(target.root, summary)
-    extra = {"settings": settings, "created": dt.datetime.now(dt.UTC).isoformat()}
+    extra = {
+        "settings": settings,
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "keep_versions": keep,
+    }
+    manifest = listing_manifest(output, target.version, target.root, extra, carried)
     try:
-        versions.publish(output, listing_manifest(output, target.version, target.root, extra))
+        versions.publish(output, manifest)
     except ConcurrentCommit:
         with contextlib.suppress(OSError):  # left behind, the next retirement takes it
             versions.delete_dir(target.root)  # never published: nobody reads it
         raise
     versions.retire_versions(output, target.version, keep=keep)
-
-
-def listing_manifest(
-    output: str, version: int, root: str, extra: dict[str, Any]
-) -> versions.Manifest:
-    """The manifest of the finished version directory ``root``, listing its every data file
-    (so readers use exactly those, and refuse the version if one goes missing)."""
-    files = {table: written_files(root, table) for table in TABLES}
-    extra = {**extra, "files": commits.describe_files(output, files)}
-    return versions.Manifest(version, root.rstrip("/").rsplit("/", 1)[-1], extra)
 
 
 def publish_translated_run(output: str) -> int:

@@ -23,38 +23,40 @@ def counters(result: Any) -> dict[str, int]:
 
 
 def summarize(
-    found: dict[str, int], output: str, seconds: float, copied: dict[str, int] | None = None
+    found: dict[str, int], output: str, seconds: float, unchanged: dict[str, int] | None = None
 ) -> dict[str, Any]:
-    """The run summary. ``copied``: rows an update copied unchanged, per table."""
+    """The run summary. ``unchanged``: an update's rows carried as they were (records,
+    clusters: listed in the earlier files that hold them) and its joined copies."""
     dead_by_reason = {
         key.split(".", 1)[1]: value
         for key, value in sorted(found.items())
         if key.startswith("dead_letters.")
     }
     parsed = found.get("records_parsed", 0)
-    copied_records = (copied or {}).get("records", 0)
-    # from the previous version (--incremental): clustered again, or copied as they were
+    kept_records = (unchanged or {}).get("records", 0)
+    # from the previous version (--incremental): clustered again, or kept as they were
     reclustered = found.get("records_reclustered", 0)
-    carried = reclustered + copied_records
-    joined = (copied or {}).get("joined_copies", 0)  # rows of copies joined by the plan
-    # counted on the way into the records writer, plus the rows written beside it
-    written = found.get("rows_written", 0) + copied_records + joined
+    carried = reclustered + kept_records
+    joined = (unchanged or {}).get("joined_copies", 0)  # rows of copies joined by the plan
+    # counted on the way into the records writer, plus the rows written beside it and the
+    # rows kept in earlier files
+    written = found.get("rows_written", 0) + kept_records + joined
     return {
         "output": output,
         "files_matched": found.get("files_matched", 0),
         "records_parsed": parsed,
         "records_carried": carried,
         "records_reclustered": reclustered,
-        "records_copied": copied_records,
+        "records_unchanged": kept_records,
         "records_joined_known": joined,
         "rows_written": written,
         "dead_lettered": found.get("dead_letters", 0),
         "dead_letters_by_reason": dead_by_reason,
         # clusters found lexically, less those a semantic merge absorbed into another, plus
-        # (an update) the clusters it copied unchanged
+        # (an update) the clusters it kept unchanged
         "clusters": found.get("clusters", 0)
         - found.get("semantic.merged_clusters", 0)
-        + (copied or {}).get("clusters", 0),
+        + (unchanged or {}).get("clusters", 0),
         "semantic_merges": found.get("semantic.merged_clusters", 0),
         "embedded_texts": found.get("embedded_texts", 0),
         "embedding_failures": found.get("embedding_failures", 0),

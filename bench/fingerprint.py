@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from beam_jobs.query.catalog import table_source
 from beam_jobs.store import versions
 from beam_jobs.store.tables import table_files
 from transforms.schema import TABLES
@@ -33,7 +34,7 @@ def fingerprint(output: str) -> dict[str, dict[str, Any]]:
         files = table_files(root, table)
         if not files:
             continue
-        relation = con.execute("SELECT * FROM read_parquet(?)", [files])
+        relation = con.execute(f"SELECT * FROM {table_source(root, table)}")
         columns = [d[0] for d in relation.description]
         rows = sorted(repr(row) for row in relation.fetchall())
         digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()

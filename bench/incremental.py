@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_jobs.query import catalog
-from beam_jobs.store import versions
+from beam_jobs.store import commits, versions
 from beam_jobs.synthetic import (
     GROUND_TRUTH_NAME,
     GeneratorConfig,
@@ -237,6 +237,7 @@ class Run:
     name: str
     records_parsed: int
     records_carried: int
+    bytes_written: int  # data and delete files of the version the run published
     wall_seconds: float  # timed inside the child, after imports
     process_seconds: float  # the whole child
     peak_rss_mib: float
@@ -256,11 +257,21 @@ def measure_run(run_dir: Path, output: Path, globs: Sequence[str], *flags: str) 
         name=run_dir.name,
         records_parsed=int(summary.get("records_parsed", 0)),
         records_carried=int(summary.get("records_carried", 0)),
+        bytes_written=0 if summary.get("unchanged") else written_bytes(output),
         wall_seconds=float(summary["work_seconds"]),
         process_seconds=round(elapsed, 2),
         peak_rss_mib=float(summary["peak_rss_mib"]),
         summary={k: v for k, v in summary.items() if k != "counters"},
     )
+
+
+def written_bytes(output: Path) -> int:
+    """Bytes of the files the current version of ``output`` wrote itself (an update lists
+    the earlier files it did not change; those are not counted)."""
+    manifest = versions.read_manifest(str(output))
+    listed = commits.listing(str(output), manifest.version) or {}
+    own = manifest.root + "/"
+    return sum(e.bytes for entries in listed.values() for e in entries if e.path.startswith(own))
 
 
 def median_run(runs: Sequence[Run]) -> Run:
@@ -345,7 +356,7 @@ def update_cost(data: DayData, runs_dir: Path) -> dict[str, Any]:
                 "records_parsed",
                 "records_carried",
                 "records_reclustered",
-                "records_copied",
+                "records_unchanged",
                 "records_joined_known",
                 "update_part",
                 "embedded_texts",
@@ -424,13 +435,14 @@ def cost_table(row: dict[str, Any]) -> str:
         f"~{canonicals / PIPELINE_TEXTS_PER_S / 60:.0f} min here); fresh process each; "
         f"b and c: median of {REPEATS}"
     )
-    headers = ["run", "records parsed", "records carried", "wall s", "process s"]
+    headers = ["run", "records parsed", "records carried", "MB written", "wall s", "process s"]
     headers += ["peak RSS MiB", "wall / new alone", "wall / re-run"]
     body = [
         [
             LABELS[r["name"]],
             r["records_parsed"],
             r["records_carried"],
+            f"{r['bytes_written'] / 1e6:.2f}",
             f"{r['wall_seconds']:.1f}",
             f"{r['process_seconds']:.1f}",
             f"{r['peak_rss_mib']:,.0f}",

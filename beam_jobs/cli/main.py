@@ -1,5 +1,5 @@
 """``digestflow`` command line: parse the command and dispatch it (run | sql | catalog |
-report | similar | verify | publish | generate). Thin over the library: query commands never import
+report | similar | verify | compact | publish | generate). Thin over the library: query commands never import
 the pipeline (and with it torch). Every failure a user can cause, from a bad option value to
 a damaged output directory, ends as one ``digestflow: error:`` line and exit status 2."""
 
@@ -207,6 +207,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from beam_jobs.store.compaction import compact
+
+    if args.keep_versions < 2:
+        raise UserError(f"--keep_versions must be >= 2, got {args.keep_versions}")
+    with reading(args.dir, "compacting"):
+        result = compact(args.dir, keep=args.keep_versions)
+    rows = [(table, *counts) for table, counts in result.tables.items()]
+    print_rows(["table", "files_before", "files_after", "rows"], rows, args.format)
+    if result.version is None:
+        print(
+            f"version {result.source}: already compact (only its own files, no deletes)",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"version {result.version} published: the rows of version {result.source} in "
+            "fresh files",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from beam_jobs import launcher  # imports Beam's ML stack (torch): only when needed
 
@@ -354,6 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("dir", help="output directory of a run")
     ver.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _snapshot_option(ver)
+    com = sub.add_parser(
+        "compact",
+        help="rewrite the live rows of an output into fresh files (after many updates)",
+    )
+    com.add_argument("dir", help="output directory of a run")
+    com.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    com.add_argument(
+        "--keep_versions",
+        type=int,
+        default=2,
+        help="versions that stay readable with --snapshot (as for run; at least 2)",
+    )
     sim = sub.add_parser("similar", help="canonical papers closest in meaning to a text")
     sim.add_argument("dir", help="output directory of a run (with embeddings)")
     sim.add_argument("text", help="free text or a title")
@@ -423,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             "similar": cmd_similar,
             "publish": cmd_publish,
             "verify": cmd_verify,
+            "compact": cmd_compact,
         }
         return commands[args.command](args)
     except (UserError, ValueError) as error:

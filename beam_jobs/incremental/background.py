@@ -1,14 +1,17 @@
-"""Plan an update and copy what it did not touch, beside the pipeline.
+"""Plan an update and write what supersedes the previous version, beside the pipeline.
 
 An update (``--incremental``) clusters only the affected part of the corpus
-(:mod:`transforms.incremental.part`); every other row of the previous version is still right and is
-copied here, table by table, while the pipeline runs (:class:`BackgroundUpdate`):
+(:mod:`transforms.incremental.part`); every other row of the previous version is still right
+and stays where it is: the new version lists the previous version's files as they are
+(:mod:`beam_jobs.store.tables`, superseded rows). What this module writes while the pipeline
+runs (:class:`BackgroundUpdate`) is proportional to the day, not to the corpus:
 
-* ``records``, ``clusters``: rows of clusters outside the affected part;
-* ``lsh_bands``: texts outside it; ``paper_names``: records outside it;
-* ``embeddings``, ``dead_letter``, ``inputs``: everything (the pipeline adds the new rows).
+* a delete file per table naming what the part replaces: ``records`` and ``clusters`` of the
+  part's clusters (and of the clusters joined copies grow), ``lsh_bands`` of its texts,
+  ``paper_names`` of its records, ``dead_letter`` and ``inputs`` of dumps read again;
+* the rows joined copies add or change (their records rows, grown clusters, their names).
 
-Files are staged under ``ROOT/_carried/`` and moved into the tables when the pipeline has
+Those rows are staged under ``ROOT/_carried/`` and moved into the tables when the pipeline has
 finished (the pipeline's own writers create the table directories meanwhile).
 """
 
@@ -18,362 +21,153 @@ import gc
 import multiprocessing
 import os
 import queue
-import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.incremental.part import find_part
 from beam_jobs.store import versions
-from beam_jobs.store.tables import table_files, written_files
+from beam_jobs.store.rows import RowGroupWriter, having, write_rows
+from beam_jobs.store.tables import DELETE_KEYS, iter_table, write_deletes, written_files
 from transforms.dedup.duplicates import DedupConfig
 from transforms.enrich.semantic.evidence import names_row_of
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.incremental.joined import JoinedCopy, grown_cluster, joined_row
 from transforms.incremental.part import UpdatePart
 from transforms.incremental.read_back import RECORD_COLUMNS
-from transforms.schema import RECORDS_SCHEMA, ROWS_PER_ROW_GROUP, TABLES, to_table
+from transforms.schema import RECORDS_SCHEMA, TABLES, to_table
 
 STAGING = "_carried"
-CHUNK_ROWS = 16384  # rows read, filtered and buffered at a time
 PART_FILE = "update_part.json"  # the part clustered again, kept in the version for inspection
-COPIED_WHOLE = ("embeddings", "dead_letter", "inputs")
-BY_SOURCE_FILE = ("dead_letter", "inputs")  # rows of one dump, dropped when it is read again
-# table -> the column whose value decides whether a row belongs to the affected part
-FILTERED_BY = {
-    "records": "cluster_id",
-    "clusters": "cluster_id",
-    "lsh_bands": "content_hash",
-    "paper_names": "record_id",
-}
+KEPT_WHOLE = ("embeddings", "dead_letter", "inputs")  # kept even when all is clustered again
+BY_SOURCE_FILE = ("dead_letter", "inputs")  # rows of one dump, replaced when it is read again
 
 
 def excluded_values(table: str, affected: UpdatePart) -> frozenset[str]:
-    """The values of ``FILTERED_BY[table]`` whose rows the update writes anew."""
+    """The values of ``DELETE_KEYS[table]`` whose rows the part writes anew."""
     if table in ("records", "clusters"):
         return affected.cluster_ids
     if table == "lsh_bands":
         return affected.content_hashes
-    return affected.record_ids
+    if table == "paper_names":
+        return affected.record_ids
+    return frozenset()
 
 
-def without(table: pa.Table, column: str, values: frozenset[str]) -> pa.Table:
-    """``table`` less the rows whose ``column`` is in ``values``."""
-    if not values or table.num_rows == 0:
-        return table
-    value_set = pa.array(sorted(values), pa.string())
-    return table.filter(pc.invert(pc.is_in(table.column(column), value_set=value_set)))
-
-
-def iter_records_file(path: str) -> Iterator[pa.Table]:
-    """A ``records`` file as chunks of at most :data:`CHUNK_ROWS` rows of its own schema.
-
-    pyarrow (25) cannot read back a fixed-size list column holding nulls (the embedding of
-    a --no_embeddings run, or of a text whose embedding failed). A column with no vector at
-    all (the Parquet statistics say so) is rebuilt as nulls; otherwise the file is read
-    through DuckDB, which returns a variable list, rebuilt here as the fixed-size list of
-    the file's schema (pyarrow's own cast of a mostly-null column is slow: docs/design.md).
-    """
-    with FileSystems.open(path) as fh:
-        parquet = pq.ParquetFile(fh)
-        schema = parquet.schema_arrow
-        fixed = [f.name for f in schema if _fixed_size_list(f)]
-        if all(_all_null(parquet, name) for name in fixed):
-            columns = [f.name for f in schema if f.name not in fixed]
-            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
-                arrays = [
-                    pa.nulls(batch.num_rows, f.type)
-                    if f.name in fixed
-                    else batch.column(batch.schema.get_field_index(f.name))
-                    for f in schema
-                ]
-                yield pa.Table.from_arrays(arrays, schema=schema)
-            return
-    with _local_copy(path) as local:
-        connection = duckdb.connect(config={"threads": 1})  # it runs beside the pipeline
-        try:
-            relation = connection.sql(f"SELECT * FROM read_parquet('{_quoted(local)}')")
-            for batch in relation.to_arrow_reader(CHUNK_ROWS):
-                yield _conformed(pa.Table.from_batches([batch]), schema)
-        finally:
-            connection.close()
-
-
-def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    columns = []
-    for field in schema:
-        column = table.column(field.name)
-        if _fixed_size_list(field):
-            columns.append(_fixed_size(column, field.type))
-        else:
-            columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _fixed_size_list(field: pa.Field) -> bool:
-    return pa.types.is_fixed_size_list(field.type)
-
-
-def _all_null(parquet: pq.ParquetFile, column: str) -> bool:
-    """Whether no row of ``column`` (a list column) holds a value, by the file's statistics."""
-    metadata = parquet.metadata
-    for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        for index in range(row_group.num_columns):
-            chunk = row_group.column(index)
-            if chunk.path_in_schema.split(".")[0] != column:
-                continue
-            stats = chunk.statistics
-            if stats is None or not stats.has_null_count or stats.null_count != chunk.num_values:
-                return False
-    return True
-
-
-def _fixed_size(column: pa.ChunkedArray, type_: pa.FixedSizeListType) -> pa.Array:
-    array = column.combine_chunks()
-    if array.null_count == len(array):
-        return pa.nulls(len(array), type_)
-    valid = array.is_valid().to_numpy(zero_copy_only=False)
-    values = np.zeros((len(array), type_.list_size), dtype=np.float32)
-    flat = pc.list_flatten(array).to_numpy(zero_copy_only=False)
-    values[valid] = flat.reshape(-1, type_.list_size)
-    mask = pa.array(~valid) if array.null_count else None
-    return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), type=type_, mask=mask)
-
-
-def _quoted(path: str) -> str:
-    return path.replace("'", "''")
-
-
-class _local_copy:
-    """A local path for ``path`` (remote files are downloaded to a temporary file)."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._temp: str | None = None
-
-    def __enter__(self) -> str:
-        if not versions.is_remote(self._path):
-            return self._path
-        handle, self._temp = tempfile.mkstemp(suffix=".parquet")
-        with os.fdopen(handle, "wb") as out, FileSystems.open(self._path) as source:
-            while chunk := source.read(1 << 20):
-                out.write(chunk)
-        return self._temp
-
-    def __exit__(self, *exc: object) -> None:
-        if self._temp is not None:
-            os.unlink(self._temp)
-
-
-def _iter_file(path: str) -> Iterator[pa.Table]:
-    with FileSystems.open(path) as fh:
-        parquet = pq.ParquetFile(fh)
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-            yield pa.Table.from_batches([batch], schema=parquet.schema_arrow)
-
-
-class _RowGroupWriter:
-    """Writes chunks of rows to one Parquet file in row groups of ROWS_PER_ROW_GROUP rows,
-    holding at most one row group in memory; no rows, no file."""
-
-    def __init__(self, path: str, keep_empty: bool = False) -> None:
-        self._path = path
-        self._keep_empty = keep_empty  # write a file even without rows (close(schema))
-        self._handle = None
-        self._writer: pq.ParquetWriter | None = None
-        self._pending: list[pa.Table] = []
-        self._buffered = 0
-        self.rows = 0
-
-    def write(self, rows: pa.Table) -> None:
-        if not rows.num_rows:
-            return
-        self._pending.append(rows)
-        self._buffered += rows.num_rows
-        self.rows += rows.num_rows
-        if self._buffered >= ROWS_PER_ROW_GROUP:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        table = pa.concat_tables(self._pending)
-        if self._writer is None:
-            self._handle = FileSystems.create(self._path)
-            self._writer = pq.ParquetWriter(self._handle, table.schema, compression="zstd")
-        self._writer.write_table(table, row_group_size=ROWS_PER_ROW_GROUP)
-        self._pending, self._buffered = [], 0
-
-    def close(self, schema: pa.Schema | None = None) -> None:
-        self._flush()
-        if self._writer is None and self._keep_empty and schema is not None:
-            self._pending = [schema.empty_table()]
-            self._flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._handle.close()
-
-
-def _write(table: pa.Table, path: str) -> None:
-    writer = _RowGroupWriter(path)
-    writer.write(table)
-    writer.close()
-
-
-def carry_table(
-    previous_root: str,
-    staging: str,
-    table: str,
-    affected: UpdatePart,
-    joined: Sequence[JoinedCopy] = (),
-    retried: Sequence[str] = (),
-) -> int:
-    """Copy one table's unaffected rows into ``staging/table/``, with the rows the
-    ``joined`` copies add or change; returns the rows carried from the previous version
-    (a grown cluster counts, a joined copy's own row does not). ``retried``: dumps read
-    again, whose ``inputs`` and ``dead_letter`` rows the update writes anew."""
-    copied = 0
-    target = FileSystems.join(staging, table)
-    if not versions.is_remote(target):
-        os.makedirs(target, exist_ok=True)
-    additions = _Additions(table, joined)
-    for index, path in enumerate(table_files(previous_root, table)):
-        destination = FileSystems.join(target, f"carried-{index:05d}.parquet")
-        if table in COPIED_WHOLE and not (retried and table in BY_SOURCE_FILE):
-            FileSystems.copy([path], [destination])
-            continue
-        if table in BY_SOURCE_FILE:
-            writer = _RowGroupWriter(destination)
-            for chunk in _iter_file(path):
-                writer.write(without(chunk, "source_file", frozenset(retried)))
-            writer.close()
-            continue
-        if affected.everything:
-            continue
-        chunks = iter_records_file(path) if table == "records" else _iter_file(path)
-        writer = _RowGroupWriter(destination)
-        excluded = excluded_values(table, affected)
-        for chunk in chunks:
-            writer.write(additions.take(without(chunk, FILTERED_BY[table], excluded)))
-        writer.close()
-        copied += writer.rows
-    added = additions.rows()
-    if added is not None and added.num_rows:
-        _write(added, FileSystems.join(target, "joined-00000.parquet"))
-        if table == "clusters":  # old clusters, grown: still carried
-            copied += added.num_rows
-    return copied
+def kept_tables(everything: bool) -> tuple[str, ...]:
+    """The tables whose previous files the new version lists: all, unless the previous
+    version had no update index and ``everything`` is clustered again."""
+    return KEPT_WHOLE if everything else tuple(TABLES)
 
 
 def extract_part_records(previous_root: str, affected: UpdatePart, path: str) -> int:
-    """Write the previous version's records of the affected part (the columns the job
-    reads back, :data:`transforms.incremental.read_back.RECORD_COLUMNS`) to one file; returns how many.
-    Only those columns are read (not the embeddings)."""
-    writer = _RowGroupWriter(path, keep_empty=True)
-    value_set = pa.array(sorted(affected.cluster_ids), pa.string())
-    for source in table_files(previous_root, "records"):
-        with FileSystems.open(source) as fh:
-            parquet = pq.ParquetFile(fh)
-            columns = [*RECORD_COLUMNS, "cluster_id"]
-            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
-                chunk = pa.Table.from_batches([batch])
-                if not affected.everything:
-                    chunk = chunk.filter(pc.is_in(chunk["cluster_id"], value_set=value_set))
-                writer.write(chunk.select(RECORD_COLUMNS))
+    """Write the previous version's live records of the affected part (the columns the job
+    reads back, :data:`transforms.incremental.read_back.RECORD_COLUMNS`) to one file; returns
+    how many. Only those columns are read (not the embeddings)."""
+    writer = RowGroupWriter(path, keep_empty=True)
+    for chunk in iter_table(previous_root, "records", [*RECORD_COLUMNS, "cluster_id"]):
+        if not affected.everything:
+            chunk = having(chunk, "cluster_id", affected.cluster_ids)
+        writer.write(chunk.select(RECORD_COLUMNS))
     writer.close(pa.schema([RECORDS_SCHEMA.field(name) for name in RECORD_COLUMNS]))
     return writer.rows
 
 
-class _Additions:
-    """What joined copies (:func:`transforms.incremental.part.joined_copies`) do to a table:
-    ``records`` gains their rows (vector and tags taken from a row of their cluster),
-    ``clusters`` grows theirs, ``paper_names`` gains their names."""
-
-    def __init__(self, table: str, joined: Sequence[JoinedCopy]) -> None:
-        self._table = table
-        self._joined = list(joined) if table in ("records", "clusters", "paper_names") else []
-        self._templates: dict[str, dict] = {}
-        self._schema: pa.Schema | None = None
-
-    def take(self, rows: pa.Table) -> pa.Table:
-        """Note what ``rows`` (unaffected rows of one file) give the joined copies, and
-        return the rows to copy (clusters rows that grew are taken out: :meth:`rows`
-        writes them)."""
-        if not self._joined:
-            return rows
-        self._schema = rows.schema
-        if self._table == "records":
-            wanted = {j.template for j in self._joined}
-            for row in _rows_with(rows, "record_id", wanted).to_pylist():
-                self._templates[row["record_id"]] = row
-            return rows
-        if self._table == "clusters":
-            grown = {j.cluster_id for j in self._joined}
-            for row in _rows_with(rows, "cluster_id", grown).to_pylist():
-                self._templates[row["cluster_id"]] = row
-            return without(rows, "cluster_id", frozenset(grown))
-        return rows
-
-    def rows(self) -> pa.Table | None:
-        """The rows the joined copies add (records, names) or change (clusters)."""
-        if not self._joined or self._schema is None:
-            return None  # nothing joined, or no such table (paper_names without merging)
-        if self._table == "records":
-            found = [joined_row(j, self._template(j.template)) for j in self._joined]
-        elif self._table == "clusters":
-            dates: dict[str, list] = {}
-            for j in self._joined:
-                dates.setdefault(j.cluster_id, []).append(j.record.digest_date)
-            found = [
-                grown_cluster(self._template(cluster), cluster_dates)
-                for cluster, cluster_dates in sorted(dates.items())
-            ]
-        else:
-            found = [
-                names_row_of(j.record.record_id, j.record.title, j.record.abstract, False)
-                for j in self._joined
-            ]
-        return to_table(found, self._schema)
-
-    def _template(self, key: str) -> dict:
-        """The old row a joined copy's row is made from; the plan found it in the same
-        version, so a miss means the version changed under the planner."""
-        try:
-            return self._templates[key]
-        except KeyError:
-            raise RuntimeError(
-                f"{self._table}: row {key!r} that the update plan relies on is missing from "
-                "the previous version (was it modified during the update?)"
-            ) from None
+def joined_rows(previous_root: str, table: str, joined: Sequence[JoinedCopy]) -> pa.Table | None:
+    """The rows ``joined`` copies add to ``table`` (records, paper_names) or write anew
+    (clusters, grown); None when they touch no row of it."""
+    if not joined or table not in ("records", "clusters", "paper_names"):
+        return None
+    if table == "paper_names":
+        found = [
+            names_row_of(j.record.record_id, j.record.title, j.record.abstract, False)
+            for j in joined
+        ]
+        return to_table(found, TABLES[table])
+    if table == "records":
+        # only the columns a joined row takes from its template (its vector and tags)
+        columns = ["record_id", "embedding", "tags", "tag_scores"]
+        templates = _live_rows(previous_root, table, columns, {j.template for j in joined})
+        schema = _first_schema(previous_root, table)
+        return to_table(
+            [joined_row(j, _template(templates, table, j.template)) for j in joined], schema
+        )
+    clusters = _live_rows(previous_root, table, None, {j.cluster_id for j in joined})
+    dates: dict[str, list] = {}
+    for j in joined:
+        dates.setdefault(j.cluster_id, []).append(j.record.digest_date)
+    found = [
+        grown_cluster(_template(clusters, table, cluster), cluster_dates)
+        for cluster, cluster_dates in sorted(dates.items())
+    ]
+    return to_table(found, TABLES[table])
 
 
-def _rows_with(table: pa.Table, column: str, values: set[str]) -> pa.Table:
-    value_set = pa.array(sorted(values), pa.string())
-    return table.filter(pc.is_in(table.column(column), value_set=value_set))
+def _live_rows(root: str, table: str, columns: list[str] | None, keys: set[str]) -> dict[str, dict]:
+    """The live rows of ``table`` whose first key column (record_id, cluster_id) is in
+    ``keys``, by key."""
+    column = "record_id" if table == "records" else "cluster_id"
+    found: dict[str, dict] = {}
+    for chunk in iter_table(root, table, columns):
+        for row in having(chunk, column, keys).to_pylist():
+            found[row[column]] = row
+    return found
 
 
-def carry_tables(
+def _first_schema(root: str, table: str) -> pa.Schema:
+    for chunk in iter_table(root, table, None):
+        return chunk.schema
+    return TABLES[table]
+
+
+def _template(rows: Mapping[str, dict], table: str, key: str) -> dict:
+    """The old row a joined copy's row is made from; the plan found it in the same version,
+    so a miss means the version changed under the planner."""
+    try:
+        return rows[key]
+    except KeyError:
+        raise RuntimeError(
+            f"{table}: row {key!r} that the update plan relies on is missing from the "
+            "previous version (was it modified during the update?)"
+        ) from None
+
+
+def supersede(
     previous_root: str,
+    root: str,
     staging: str,
     affected: UpdatePart,
     joined: Sequence[JoinedCopy] = (),
     retried: Sequence[str] = (),
 ) -> dict[str, int]:
-    """:func:`carry_table` for every table; ``joined_copies``: the joined copies written."""
-    copied = {
-        table: carry_table(previous_root, staging, table, affected, joined, retried)
-        for table in TABLES
+    """Write the delete files of version ``root`` and stage the rows joined copies add or
+    change (see the module docstring). Returns the rows carried unchanged from the previous
+    version (records, clusters; a grown cluster counts) and the joined copies written."""
+    grown = {j.cluster_id for j in joined}
+    for table in DELETE_KEYS:
+        keys = set(excluded_values(table, affected))
+        if table == "clusters":
+            keys |= grown
+        if table in BY_SOURCE_FILE:
+            keys |= set(retried)
+        if table in kept_tables(affected.everything):
+            write_deletes(root, table, keys)
+        added = joined_rows(previous_root, table, joined)
+        if added is not None and added.num_rows:
+            directory = FileSystems.join(staging, table)
+            if not versions.is_remote(directory):
+                os.makedirs(directory, exist_ok=True)
+            write_rows(added, FileSystems.join(directory, "joined-00000.parquet"))
+    if affected.everything:
+        return {"records": 0, "clusters": 0, "joined_copies": len(joined)}
+    return {
+        "records": affected.previous_records - len(affected.record_ids),
+        "clusters": affected.previous_clusters - len(affected.cluster_ids),
+        "joined_copies": len(joined),
     }
-    copied["joined_copies"] = len(joined)
-    return copied
 
 
 class _Queue:
@@ -394,7 +188,7 @@ class _Queue:
 
 def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> None:
     """The background half of an update: plan the affected part, write it where the
-    pipeline's DoFns read it, report, then copy everything else."""
+    pipeline's DoFns read it, report, then write what supersedes the previous version."""
     try:
         affected, joined = request.find_part()
         with FileSystems.create(request.part_file) as fh:
@@ -402,14 +196,19 @@ def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> 
         extract_part_records(request.previous_root, affected, request.part_records)
         channel.send(("planned", affected.sizes()))
         if in_child:
-            # The copy has until the job ends and must not slow it down (the update's time
+            # The rest has until the job ends and must not slow it down (the update's time
             # is the job's): one core, lower priority. Planning runs at full speed, to be
             # ready before the job graph is built.
             pa.set_cpu_count(1)
             pa.set_io_thread_count(1)
             os.nice(10)
-        copied = carry_tables(
-            request.previous_root, request.staging, affected, joined, request.retried
+        copied = supersede(
+            request.previous_root,
+            request.root,
+            request.staging,
+            affected,
+            joined,
+            request.retried,
         )
         channel.send(("copied", copied))
     except BaseException as error:  # noqa: BLE001 - reported to the parent
@@ -527,7 +326,8 @@ class BackgroundUpdate:
         gc.unfreeze()
 
     def finish(self) -> dict[str, int]:
-        """Wait for the copy, move its files into the tables; rows copied per table."""
+        """Wait for the background half, move the rows it staged into the tables; returns
+        the rows carried unchanged (records, clusters) and the joined copies written."""
         copied = self._receive("copied")
         self._join()
         staging = self.request.staging

@@ -32,8 +32,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.incremental.dumps import metadata_of
-from beam_jobs.store.tables import read_table
-from beam_jobs.store.versions import dir_exists
+from beam_jobs.store.tables import read_table, table_files
 from transforms.dedup.duplicates import DedupConfig
 from transforms.dedup.minhash import MinHasher, band_hashes
 from transforms.enrich.semantic.evidence import paper_names
@@ -89,15 +88,23 @@ def find_part(
             break
         joined = staying
     joined_ids = {j.record.record_id for j in joined}
-    return replace(part, joined=frozenset(joined_ids), new_records=len(records)), joined
+    previous = index.records
+    part = replace(
+        part,
+        joined=frozenset(joined_ids),
+        new_records=len(records),
+        previous_records=previous.num_rows,
+        previous_clusters=pc.count_distinct(previous.column("cluster_id")).as_py(),
+    )
+    return part, joined
 
 
 def read_index(root: str, dedup: DedupConfig, semantic: bool) -> PreviousIndex | None:
     """Version ``root``'s update index, or None when it has none (written by an older
     digestflow, or without the table a setting needs)."""
-    if not dir_exists(FileSystems.join(root, "lsh_bands")):
+    if not table_files(root, "lsh_bands"):
         return None
-    if semantic and not dir_exists(FileSystems.join(root, "paper_names")):
+    if semantic and not table_files(root, "paper_names"):
         return None
     longest = dedup.canonical_policy == "longest"
     records = read_table(root, "records", [*ROLE_COLUMNS, "abstract"] if longest else ROLE_COLUMNS)

@@ -29,7 +29,14 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.errors import UserError
 from beam_jobs.query import search
 from beam_jobs.store import commits, versions
-from beam_jobs.store.tables import table_dir, table_files, table_glob
+from beam_jobs.store.tables import (
+    TableSlice,
+    deletes_name,
+    table_dir,
+    table_files,
+    table_glob,
+    table_slices,
+)
 from beam_jobs.store.versions import DamagedOutput, recovery_hint
 from transforms.schema import TABLES
 
@@ -58,6 +65,51 @@ class Version:
     files: dict[str, list[str]]  # table -> its Parquet files, for tables that have any
     embedding_dim: int | None
     rows: dict[str, int] = field(default_factory=dict)  # file -> rows, from its footer
+    # table -> its files as slices with the delete files that apply (beam_jobs.store.tables)
+    slices: dict[str, list[TableSlice]] = field(default_factory=dict)
+
+    def deletes(self) -> dict[str, list[str]]:
+        """The delete files of each table that has any, by commit-record name."""
+        found: dict[str, list[str]] = {}
+        for table, parts in self.slices.items():
+            paths = sorted({path for part in parts for path in part.deletes})
+            if paths:
+                found[deletes_name(table)] = paths
+        return found
+
+    def source(self, table: str) -> str:
+        """The SQL relation of ``table``'s live rows (see :func:`table_source`)."""
+        return table_source(self.root, table, self.slices.get(table))
+
+
+def table_source(root: str, table: str, slices: list[TableSlice] | None = None) -> str:
+    """The DuckDB relation of ``table``'s live rows in version ``root``: its directory's files
+    for a version that lists no earlier files and no deletes, else each slice's files less
+    the keys the delete files of later versions name."""
+    slices = table_slices(root, table) if slices is None else slices
+    own = table_dir(root, table).rstrip("/") + "/"
+    if (
+        len(slices) == 1
+        and not slices[0].deletes
+        and all(path.startswith(own) for path in slices[0].files)
+    ):
+        return f"read_parquet({_quote(table_glob(root, table))})"
+    branches = []
+    for part in slices:
+        rows = _files_sql(part.files)
+        if part.deletes:
+            key = f'"{part.key}"'
+            branches.append(
+                f"SELECT * FROM {rows} WHERE {key} NOT IN "
+                f"(SELECT {key} FROM {_files_sql(part.deletes)})"
+            )
+        else:
+            branches.append(f"SELECT * FROM {rows}")
+    return "(" + " UNION ALL ".join(branches) + ")"
+
+
+def _files_sql(paths: tuple[str, ...] | list[str]) -> str:
+    return "read_parquet([" + ", ".join(_quote(_literal(p)) for p in paths) + "])"
 
 
 def current_version(
@@ -97,10 +149,12 @@ def _checked_version(
 ) -> Version:
     """The version in ``root`` (resolved through a manifest or commit record), checked."""
     files: dict[str, list[str]] = {}
+    slices: dict[str, list[TableSlice]] = {}
     for name in TABLES:
         found = table_files(root, name)
         if found:
             files[name] = found
+            slices[name] = table_slices(root, name)
         elif name in REQUIRED_TABLES or _local_dir(table_dir(root, name)):
             # every finished run leaves each table at least one (maybe empty) file; a table
             # with no directory at all was written before that table existed
@@ -111,11 +165,12 @@ def _checked_version(
     own = connection is None
     connection = duckdb.connect() if own else connection
     try:
-        rows = _check_footers(output, root, files, connection)
+        rows = _check_footers(output, root, files, slices, connection)
     finally:
         if own:
             connection.close()
-    return Version(output, root, files, _embedding_dim(output, files["records"][0]), rows)
+    dim = _embedding_dim(output, files["records"][0])
+    return Version(output, root, files, dim, rows, slices)
 
 
 def _local_dir(path: str) -> bool:
@@ -131,12 +186,17 @@ def _damaged_file(output: str, path: str, error: Exception) -> DamagedOutput:
 
 
 def _check_footers(
-    output: str, root: str, files: dict[str, list[str]], connection: duckdb.DuckDBPyConnection
+    output: str,
+    root: str,
+    files: dict[str, list[str]],
+    slices: dict[str, list[TableSlice]],
+    connection: duckdb.DuckDBPyConnection,
 ) -> dict[str, int]:
     """Every file's footer parses (a truncated or overwritten file fails here, not in the
-    middle of someone's query), and the tables the run summary counts hold those rows.
-    Returns each file's row count."""
+    middle of someone's query), and the tables the run summary counts hold those rows (live
+    rows, where later versions superseded some). Returns each file's row count."""
     every = [path for paths in files.values() for path in paths]
+    every += sorted({d for parts in slices.values() for part in parts for d in part.deletes})
     sql = "SELECT file_name, num_rows FROM parquet_file_metadata(?)"
     try:
         # one statement: DuckDB reads the footers in parallel (it matters on gs://)
@@ -154,7 +214,11 @@ def _check_footers(
         expected = summary.get(key)
         if table not in files or not isinstance(expected, int):
             continue
-        held = sum(rows.get(path, 0) for path in files[table])
+        if any(part.deletes for part in slices.get(table, [])):
+            source = table_source(root, table, slices[table])
+            held = connection.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+        else:
+            held = sum(rows.get(path, 0) for path in files[table])
         if held != expected:
             raise DamagedOutput(
                 f"{table_dir(root, table)} holds {held} rows, but {summary_path} says "
@@ -199,9 +263,7 @@ def _views(
     has no files for (written before that table existed) gets no view, rather than failing
     every query. ``prefix`` names the views of an earlier snapshot (``previous_``)."""
 
-    def source(name: str) -> str:
-        return f"read_parquet({_quote(table_glob(version.root, name))})"
-
+    source = version.source
     dim = version.embedding_dim
     cast = f" REPLACE (embedding::FLOAT[{dim}] AS embedding)" if dim else ""
     statements = [
@@ -281,7 +343,10 @@ def connect_changes(
     try:
         root = absolute_path(versions.verified_root(output, manifest))
         current = _checked_version(output, root, connection)
-        earlier = _since_manifest(output, manifest.version, since)
+        try:
+            earlier = _since_manifest(output, manifest.version, since)
+        except DamagedOutput as error:
+            raise _compared_damaged(since or manifest.version - 1, error) from None
         previous = None if earlier is None else _since_version(output, earlier, connection)
         for statement in _views(current) + _previous_views(previous):
             connection.execute(statement)
@@ -298,14 +363,26 @@ def _earlier_candidates(output: str, current: int) -> list[int]:
     return sorted(committed | ({current - 1} if current > 1 else set()), reverse=True)
 
 
-def _is_kept(output: str, version: int) -> bool:
-    return versions.dir_exists(FileSystems.join(output, versions.kept_root(output, version)))
+def _is_kept(output: str, version: int, oldest: int | None) -> bool:
+    """Within the newest ``--keep_versions`` (when the current version records it: a
+    retired version's directory can outlive it while newer versions list its files), and
+    its directory still there."""
+    if oldest is not None and version < oldest:
+        return False
+    if version in commits.committed_versions(output):
+        try:
+            root = str(commits.read_commit(output, version)["root"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return True  # kept, but damaged: reading it says what is wrong
+        return versions.dir_exists(FileSystems.join(output, root))
+    return versions.dir_exists(FileSystems.join(output, versions.version_name(version)))
 
 
 def kept_versions(output: str, current: int) -> list[int]:
-    """The published versions of ``output`` whose directory is still there, oldest first
-    (``current`` included): the ones a ``--since`` can name."""
-    kept = [v for v in _earlier_candidates(output, current) if _is_kept(output, v)]
+    """The published versions of ``output`` that are still kept, oldest first (``current``
+    included): the ones a ``--since`` or ``--snapshot`` can name."""
+    oldest = versions.oldest_kept(output, current)
+    kept = [v for v in _earlier_candidates(output, current) if _is_kept(output, v, oldest)]
     return sorted([*kept, current])
 
 
@@ -322,7 +399,11 @@ def _since_manifest(output: str, current: int, since: int | None) -> versions.Ma
     if since is None:
         if current == 1:
             return None  # a first run: there is no earlier snapshot, every paper is new
-        found = next((v for v in _earlier_candidates(output, current) if _is_kept(output, v)), None)
+        oldest = versions.oldest_kept(output, current)
+        found = next(
+            (v for v in _earlier_candidates(output, current) if _is_kept(output, v, oldest)),
+            None,
+        )
         if found is None:
             raise UserError(
                 f"no earlier version of this output is kept (version {current - 1} was retired "
@@ -344,7 +425,8 @@ def _earlier_kept_manifest(output: str, current: int, version: int, flag: str) -
         raise UserError(
             f"{flag} {version}: versions are numbered from 1; {_kept_phrase(output, current)}"
         )
-    if version not in _earlier_candidates(output, current) or not _is_kept(output, version):
+    oldest = versions.oldest_kept(output, current)
+    if version not in _earlier_candidates(output, current) or not _is_kept(output, version, oldest):
         raise UserError(
             f"{flag} {version}: version {version} is no longer kept (a run keeps the "
             f"--keep_versions newest, 2 by default); {_kept_phrase(output, current)}"
@@ -381,9 +463,11 @@ def _since_version(
         root = absolute_path(versions.verified_root(output, manifest))
         return _checked_version(output, root, connection)
     except DamagedOutput as error:
-        raise DamagedOutput(
-            f"version {manifest.version}, the snapshot compared against, is damaged: {error}"
-        ) from None
+        raise _compared_damaged(manifest.version, error) from None
+
+
+def _compared_damaged(version: int, error: DamagedOutput) -> DamagedOutput:
+    return DamagedOutput(f"version {version}, the snapshot compared against, is damaged: {error}")
 
 
 def run_sql(
@@ -495,7 +579,7 @@ def similar(
         for statement in _views(version):
             connection.execute(statement)
         query_vector = [float(v) for v in vector]
-        name = search.index_name(output, version.root, version.files)
+        name = search.index_name(output, version.root, {**version.files, **version.deletes()})
         index = None if not use_index else search.open_index(connection, name, dim, cache_dir)
         if index is not None:
             ids, vectors = index.candidates(np.asarray(query_vector, dtype=np.float32), k)

@@ -49,7 +49,7 @@ def index_name(output: str, root: str, files: dict[str, list[str]]) -> str:
     """``<output>-<content>``: 16 hex digits each, of the output's path and of the files the
     version's papers view reads."""
     listed = []
-    for table in ("records", "clusters"):
+    for table in ("records", "clusters", "records.deletes", "clusters.deletes"):
         for path in sorted(files.get(table, [])):
             stat = os.stat(path) if "://" not in path else None
             listed.append([path, stat and stat.st_size, stat and stat.st_mtime_ns])

@@ -108,6 +108,13 @@ def files_of(document: Mapping[str, Any]) -> dict[str, tuple[DataFile, ...]]:
     return listed
 
 
+def listing(output: str, version: int) -> dict[str, tuple[DataFile, ...]] | None:
+    """The files the commit record of ``version`` lists (None: it has no record)."""
+    if version not in committed_versions(output):
+        return None
+    return files_of(read_commit(output, version))
+
+
 def describe_files(output: str, files: Mapping[str, list[str]]) -> dict[str, list[dict]]:
     """The file list for a record: each table's files (absolute paths inside ``output``)
     with their size, row count (from the Parquet footer) and, locally, SHA-256."""

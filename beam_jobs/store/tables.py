@@ -1,21 +1,56 @@
-"""A version's tables: where each lives, listing and reading its Parquet files, and leaving
-every table readable after a job wrote it.
+"""A version's tables: where each lives, listing and reading its Parquet files (with the rows
+later versions superseded left out), and leaving every table readable after a job wrote it.
 
 This is the one place that knows a table is ``ROOT/<table>/*.parquet``: the pipeline writes
-there, the update reads and copies from there, and the catalog points DuckDB there.
+there, and readers (the catalog's views, the update's planner, compaction) read a table as
+its :func:`table_slices`.
+
+**Superseded rows.** An update does not copy the rows it leaves alone: its version lists the
+previous version's data files as they are, its own new files, and per table a *delete file*
+(``ROOT/_deletes/<table>.parquet``, one column: :data:`DELETE_KEYS`) naming the keys whose
+older rows it replaces (merge-on-read, like Apache Iceberg's equality deletes). A row of a
+file written by version *g* is live unless a delete file written by a version after *g*
+names its key. A version's commit record lists a table's delete files under
+``<table>.deletes``. ``digestflow compact`` rewrites the live rows into fresh files.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
 
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.store.versions import delete_dir, is_remote, listed_files
+from beam_jobs.store import commits
+from beam_jobs.store.commits import DataFile
+from beam_jobs.store.rows import RowGroupWriter, iter_file, without
+from beam_jobs.store.versions import (
+    Manifest,
+    delete_dir,
+    is_remote,
+    listed_files,
+    version_number,
+)
 from transforms.parquet import read_parquet_file, write_parquet_file
 from transforms.schema import TABLES
+
+DELETES_DIR = "_deletes"
+# table -> the column an update supersedes its rows by: every row of a changed cluster
+# (records, clusters), of a text clustered again (lsh_bands), of a record clustered again
+# (paper_names), of a dump read again (dead_letter, inputs). Embeddings are only added.
+DELETE_KEYS = {
+    "records": "cluster_id",
+    "clusters": "cluster_id",
+    "lsh_bands": "content_hash",
+    "paper_names": "record_id",
+    "dead_letter": "source_file",
+    "inputs": "source_file",
+}
 
 
 def table_dir(root: str, table: str) -> str:
@@ -64,21 +99,147 @@ def written_files(root: str, table: str) -> list[str]:
     return sorted(m.path for m in matched)
 
 
+def deletes_name(table: str) -> str:
+    """The commit record's name for the delete files of ``table``."""
+    return f"{table}.deletes"
+
+
+def deletes_path(root: str, table: str) -> str:
+    """The delete file an update writing version ``root`` writes for ``table``."""
+    return FileSystems.join(root, DELETES_DIR, f"{table}.parquet")
+
+
+def generation(path: str) -> int:
+    """The version that wrote a listed file (``.../v000003-1f2e3d4c/<table>/<name>``)."""
+    number = version_number(PurePosixPath(path).parent.parent.name)
+    if number is None:
+        raise ValueError(f"{path} is not inside a version directory")
+    return number
+
+
+@dataclass(frozen=True)
+class TableSlice:
+    """Data files one version wrote, and the delete files of later versions that apply to
+    them: a row is live unless one of ``deletes`` holds its ``key``."""
+
+    files: tuple[str, ...]
+    deletes: tuple[str, ...] = ()
+    key: str | None = None
+
+
+def table_slices(root: str, table: str) -> list[TableSlice]:
+    """``table`` of version ``root`` as slices, oldest first (one slice, with no deletes,
+    for a version no update wrote)."""
+    files = table_files(root, table)
+    deletes = listed_files(root, deletes_name(table)) or []
+    if not files:
+        return []
+    if not deletes:
+        return [TableSlice(tuple(files))]
+    by_generation: dict[int, list[str]] = {}
+    for path in files:
+        by_generation.setdefault(generation(path), []).append(path)
+    return [
+        TableSlice(
+            tuple(paths),
+            tuple(d for d in deletes if generation(d) > number),
+            DELETE_KEYS[table],
+        )
+        for number, paths in sorted(by_generation.items())
+    ]
+
+
+def deleted_keys(table_slice: TableSlice) -> frozenset[str]:
+    """The keys whose rows in ``table_slice`` are superseded."""
+    keys: set[str] = set()
+    for path in table_slice.deletes:
+        keys.update(read_parquet_file(path, [table_slice.key]).column(0).to_pylist())
+    return frozenset(keys)
+
+
 def read_table(root: str, table: str, columns: list[str] | None = None) -> pa.Table:
-    """All rows of ``table`` in ``root`` (only ``columns``, if given); an empty table (no
-    columns) when it has no files."""
-    parts = [read_parquet_file(path, columns) for path in table_files(root, table)]
+    """The live rows of ``table`` in ``root`` (only ``columns``, if given); an empty table
+    (no columns) when it has no files."""
+    parts = []
+    for table_slice in table_slices(root, table):
+        key = table_slice.key
+        wanted = columns
+        if key is not None and columns is not None and key not in columns:
+            wanted = [*columns, key]
+        rows = pa.concat_tables(read_parquet_file(path, wanted) for path in table_slice.files)
+        if key is not None:
+            rows = without(rows, key, deleted_keys(table_slice))
+            if wanted is not columns:
+                rows = rows.select(columns)
+        parts.append(rows)
     return pa.concat_tables(parts) if parts else pa.table({})
 
 
-def finalize_tables(root: str) -> None:
+def iter_table(root: str, table: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """The live rows of ``table`` in ``root`` in chunks of bounded size (any column,
+    including a fixed-size list holding nulls: :func:`beam_jobs.store.rows.iter_file`)."""
+    for table_slice in table_slices(root, table):
+        key = table_slice.key
+        wanted = columns
+        if key is not None and columns is not None and key not in columns:
+            wanted = [*columns, key]
+        deleted = deleted_keys(table_slice) if key is not None else frozenset()
+        for path in table_slice.files:
+            for chunk in iter_file(path, wanted):
+                if deleted:
+                    chunk = without(chunk, key, deleted)
+                yield chunk.select(columns) if wanted is not columns else chunk
+
+
+def write_deletes(root: str, table: str, keys: frozenset[str] | set[str]) -> str | None:
+    """Write the delete file of ``table`` for version ``root`` (None: no keys, no file)."""
+    if not keys:
+        return None
+    path = deletes_path(root, table)
+    writer = RowGroupWriter(path)
+    writer.write(pa.table({DELETE_KEYS[table]: pa.array(sorted(keys), pa.string())}))
+    writer.close()
+    return path
+
+
+def written_deletes(root: str) -> dict[str, list[str]]:
+    """The delete files version ``root`` wrote, by their commit record name."""
+    found = {}
+    for table in DELETE_KEYS:
+        path = deletes_path(root, table)
+        if os.path.isfile(path) if not is_remote(path) else FileSystems.exists(path):
+            found[deletes_name(table)] = [path]
+    return found
+
+
+def finalize_tables(root: str, skip: Collection[str] = ()) -> None:
     """Remove the writers' leftover temporary directories, and give a table with no rows an
-    empty Parquet file so its DuckDB view always works."""
+    empty Parquet file so its DuckDB view always works (not the tables in ``skip``: an
+    update lists files of earlier versions for them)."""
     for name, schema in TABLES.items():
         directory = table_dir(root, name)
         delete_dir(temp_dir(root, name))
-        if not written_files(root, name):
+        if name not in skip and not written_files(root, name):
             if not is_remote(directory) and not FileSystems.exists(directory):
                 FileSystems.mkdirs(directory)
             empty = FileSystems.join(directory, "part-empty.parquet")
             write_parquet_file(schema.empty_table(), empty)
+
+
+def listing_manifest(
+    output: str,
+    version: int,
+    root: str,
+    extra: dict[str, Any],
+    carried: Mapping[str, tuple[DataFile, ...]] | None = None,
+) -> Manifest:
+    """The manifest of the finished version directory ``root``, listing its every data and
+    delete file, after the ``carried`` files of earlier versions (so readers use exactly
+    those, and refuse the version if one goes missing)."""
+    files = {table: written_files(root, table) for table in TABLES}
+    files.update(written_deletes(root))
+    described = commits.describe_files(output, files)
+    for name, entries in (carried or {}).items():
+        described[name] = [entry.to_json() for entry in entries] + described.get(name, [])
+    extra = {**extra, "files": described}
+    return Manifest(version, root.rstrip("/").rsplit("/", 1)[-1], extra)

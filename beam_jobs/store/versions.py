@@ -42,6 +42,7 @@ from transforms.schema import TABLES
 MANIFEST_FILE = "manifest.json"
 SUMMARY_FILE = "run_summary.json"
 MANIFEST_FORMAT = 1
+KEEP_VERSIONS = 2  # at least: the current one, and the one a reader may still be scanning
 # version_name: six digits (more past 999999); a run's attempt adds a token (attempt_name)
 VERSION_PATTERN = re.compile(r"v(\d{6,})(?:-[0-9a-f]{8})?")
 
@@ -274,7 +275,8 @@ def retire_versions(output: str, current: int, keep: int) -> list[str]:
     Attempts at ``current`` itself stay: they are the runs that planned from the same version
     as this one and may still be writing; each deletes its own directory when its commit is
     refused, and one that crashed goes with the next version's retirement."""
-    kept = {kept_root(output, v) for v in range(max(1, current - keep + 1), current + 1)}
+    kept_versions = range(max(1, current - keep + 1), current + 1)
+    kept = {kept_root(output, v) for v in kept_versions} | _referenced_dirs(output, kept_versions)
     stale = []
     for name in sorted(_version_dirs(output)):
         number = version_number(name)
@@ -283,6 +285,27 @@ def retire_versions(output: str, current: int, keep: int) -> list[str]:
     for path in stale:
         delete_dir(path)
     return stale
+
+
+def oldest_kept(output: str, current: int) -> int | None:
+    """The oldest version ``current``'s retirement keeps, by the ``keep_versions`` its commit
+    record holds (None: not recorded, an output written before it was)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        keep = commits.read_commit(output, current).get("keep_versions")
+        if isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1:
+            return max(1, current - keep + 1)
+    return None
+
+
+def _referenced_dirs(output: str, kept: range) -> set[str]:
+    """The version directories holding files that the kept versions list (an update lists
+    the files of earlier versions it did not change: they stay until compaction)."""
+    found: set[str] = set()
+    for version in kept:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            listed = commits.listing(output, version) or {}
+            found.update(e.path.split("/", 1)[0] for entries in listed.values() for e in entries)
+    return found
 
 
 def kept_root(output: str, version: int) -> str:

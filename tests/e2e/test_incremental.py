@@ -43,6 +43,7 @@ def _snapshot(output: Path) -> dict[str, list[tuple]]:
         "clusters": _table(output, "SELECT * FROM clusters ORDER BY ALL"),
         "dead_letter": _table(output, "SELECT * FROM dead_letter ORDER BY ALL"),
         "inputs": _table(output, "SELECT * FROM inputs ORDER BY ALL"),
+        "lsh_bands": _table(output, "SELECT * FROM lsh_bands ORDER BY ALL"),
     }
 
 
@@ -71,10 +72,73 @@ def test_daily_updates_equal_one_full_run(daily) -> None:
     assert kinds.get("near", 0) > 0 and kinds.get("exact", 0) > 0
 
 
+def _version_dirs(output: Path) -> list[int]:
+    numbers = (versions.version_number(p.name) for p in output.iterdir())
+    return sorted(n for n in numbers if n is not None)
+
+
+def _listed_dirs(output: Path, version: int) -> set[int]:
+    """The version directories the commit record of ``version`` lists files in."""
+    listed = commits.listing(str(output), version)
+    return {versions.version_number(e.path.split("/")[0]) for es in listed.values() for e in es}
+
+
+def test_updates_list_unchanged_files_and_write_only_what_changed(daily) -> None:
+    """An update lists the previous version's files as they are (no row is copied), adds
+    its own and a delete file per table naming what it replaced; kept versions hold the
+    directories their files are in, and no other."""
+    days, incremental, _ = daily
+    current = len(days)
+    kept = _listed_dirs(incremental, current) | _listed_dirs(incremental, current - 1)
+    assert _version_dirs(incremental) == sorted(kept | {current - 1, current})
+    assert {1, current} <= _listed_dirs(incremental, current)  # the first run's files, still
+    listed = commits.listing(str(incremental), current)
+    first_run = [e for e in listed["records"] if e.path.startswith("v000001")]
+    assert sum(e.rows for e in first_run) > 0
+    own = [e for e in listed["records"] if versions.version_number(e.path.split("/")[0]) == current]
+    summary = json.loads(
+        (Path(versions.current_root(str(incremental))) / "run_summary.json").read_text()
+    )
+    # this update wrote the rows of its part and its joined copies, nothing more
+    written_now = sum(e.rows for e in own)
+    assert written_now == summary["records_reclustered"] + summary["records_parsed"]
+    assert {"records.deletes", "clusters.deletes", "lsh_bands.deletes"} <= set(listed)
+
+
+def test_compaction_rewrites_the_live_rows_and_frees_older_directories(
+    daily, tmp_path: Path
+) -> None:
+    from beam_jobs.cli.main import main
+    from beam_jobs.store import compaction
+
+    days, source, full = daily
+    output = tmp_path / "out"
+    shutil.copytree(source, output)
+    before = _snapshot(output)
+    assert main(["compact", str(output)]) == 0
+    version = len(days) + 1
+    assert versions.read_manifest(str(output)).version == version
+    assert _snapshot(output) == before == _snapshot(full)
+    root = versions.current_root(str(output))
+    assert not compaction.needs_compaction(root)
+    assert _listed_dirs(output, version) == {version}
+    assert catalog.verify(str(output)).checked == "sha256"
+    # the previous version stays readable (a reader may be scanning it), with its files
+    assert catalog.query(str(output), "SELECT count(*) FROM records", snapshot=version - 1)
+    assert main(["compact", str(output)]) == 0  # already compact: nothing published
+    assert versions.read_manifest(str(output)).version == version
+    # once only the compacted version is kept, the older directories go
+    versions.retire_versions(str(output), version, keep=1)
+    assert _version_dirs(output) == [version]
+    assert _snapshot(output) == before
+    # and it is updated like any other version
+    extra = _days(tmp_path / "more", records=200, seed=5)[:1]
+    _run(extra, output, "--no_embeddings", "--incremental")
+    assert versions.read_manifest(str(output)).version == version + 1
+
+
 def test_update_keeps_two_versions_and_counts_every_record(daily) -> None:
     days, incremental, _ = daily
-    numbers = (versions.version_number(p.name) for p in incremental.iterdir())
-    assert sorted(n for n in numbers if n is not None) == [len(days) - 1, len(days)]
     summary = json.loads(
         (Path(versions.current_root(str(incremental))) / "run_summary.json").read_text()
     )
@@ -83,11 +147,11 @@ def test_update_keeps_two_versions_and_counts_every_record(daily) -> None:
     assert summary["rows_written"] == rows
     (clusters,) = _table(incremental, "SELECT count(*) FROM clusters")[0]
     assert summary["clusters"] == clusters
-    # only part of the corpus was clustered again; the rest was copied, and known copies
-    # joined their clusters directly
+    # only part of the corpus was clustered again; the rest was carried as it was (its
+    # files listed again), and known copies joined their clusters directly
     part = summary["update_part"]
     assert 0 < summary["records_reclustered"] == part["records"] < summary["records_carried"]
-    assert summary["records_copied"] == summary["records_carried"] - part["records"]
+    assert summary["records_unchanged"] == summary["records_carried"] - part["records"]
     assert summary["records_joined_known"] == part["joined_copies"] > 0
     plan = json.loads(
         (Path(versions.current_root(str(incremental))) / "update_part.json").read_text()
@@ -271,18 +335,19 @@ def test_a_version_without_the_update_index_is_clustered_again_whole(daily, tmp_
     _edit_commit(output, lambda record: record["files"].pop("lsh_bands"))
     summary = _run(days[2:], output, "--no_embeddings", "--incremental")
     assert summary["update_part"]["everything"] == 1
-    assert summary["records_copied"] == 0 and summary["records_reclustered"] > 0
+    assert summary["records_unchanged"] == 0 and summary["records_reclustered"] > 0
     assert _snapshot(output) == _snapshot(full)
     assert (Path(versions.current_root(str(output))) / "lsh_bands").is_dir()
 
 
-def test_a_failed_copy_fails_the_update_and_keeps_the_old_version(
+def test_a_failed_background_write_fails_the_update_and_keeps_the_old_version(
     daily, tmp_path: Path, monkeypatch
 ) -> None:
     days, _, _ = daily
-    # the copy runs in a forked process, which inherits the patch
+    # the delete files and joined rows are written in a forked process, which inherits
+    # the patch
     _update_fails_and_keeps_the_old_version(
-        days, tmp_path / "out", monkeypatch, background, "carry_table", OSError("disk full")
+        days, tmp_path / "out", monkeypatch, background, "supersede", OSError("disk full")
     )
 
 

@@ -17,14 +17,14 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import pyarrow.dataset as ds
+import pyarrow as pa
 import pytest
 
 from beam_jobs.cli.main import main
 from beam_jobs.launcher import run
 from beam_jobs.query import catalog
 from beam_jobs.store import versions
-from beam_jobs.store.tables import table_dir
+from beam_jobs.store.tables import iter_table
 from beam_jobs.synthetic.generator import GeneratorConfig, generate, read_ground_truth
 from transforms.records import make_record_id
 
@@ -87,9 +87,7 @@ def _rows(output: str, name: str) -> list[dict]:
 
 def _canonical_table(output: str):
     """Canonical records read straight from Parquet (pyarrow, not DuckDB)."""
-    table = ds.dataset(
-        table_dir(versions.current_root(output), "records"), format="parquet"
-    ).to_table()
+    table = pa.concat_tables(iter_table(versions.current_root(output), "records"))
     return [row for row in table.to_pylist() if row["is_canonical"]], table.to_pylist()
 
 

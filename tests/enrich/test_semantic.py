@@ -18,8 +18,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_jobs.errors import UserError
 from beam_jobs.launcher import run
 from beam_jobs.options import DigestflowOptions, semantic_config
+from beam_jobs.query.catalog import table_source
 from beam_jobs.store import versions
-from beam_jobs.store.tables import table_glob
 from bench import semantic as bench_semantic
 from transforms.dedup.clusters import SEMANTIC
 from transforms.enrich.semantic.evidence import (
@@ -426,8 +426,8 @@ def revision_dumps(tmp_path_factory) -> Path:
 
 
 def read_table(output: Path, table: str, columns: str = "*") -> list[dict]:
-    glob = table_glob(versions.current_root(str(output)), table)
-    relation = duckdb.sql(f"SELECT {columns} FROM read_parquet('{glob}')")
+    source = table_source(versions.current_root(str(output)), table)  # live rows
+    relation = duckdb.sql(f"SELECT {columns} FROM {source}")
     names = relation.columns
     return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beam_jobs.incremental import background
+from beam_jobs.store import rows as store_rows
 from transforms.incremental.joined import JoinedCopy, grown_cluster, joined_copies, joined_row
 from transforms.incremental.part import NewTexts, PreviousIndex, UpdatePart, affected_part
 from transforms.records import Record
@@ -110,8 +111,8 @@ def test_names_bring_canonicals_that_share_them_unless_the_name_is_common() -> N
 
 def test_without_filters_rows_by_the_part() -> None:
     table = pa.table({"cluster_id": ["x", "y", "x", "z"], "v": [1, 2, 3, 4]})
-    assert background.without(table, "cluster_id", frozenset({"x"}))["v"].to_pylist() == [2, 4]
-    assert background.without(table, "cluster_id", frozenset()) is table
+    assert store_rows.without(table, "cluster_id", frozenset({"x"}))["v"].to_pylist() == [2, 4]
+    assert store_rows.without(table, "cluster_id", frozenset()) is table
     part = UpdatePart(cluster_ids=frozenset({"c"}), record_ids=frozenset({"r"}))
     assert background.excluded_values("clusters", part) == {"c"}
     assert background.excluded_values("paper_names", part) == {"r"}
@@ -155,7 +156,7 @@ def test_records_with_null_embeddings_are_read_back_whole(tmp_path: Path) -> Non
 
 
 def _read_back(path: Path) -> pa.Table:
-    return pa.concat_tables(list(background.iter_records_file(str(path))))
+    return pa.concat_tables(list(store_rows.iter_file(str(path))))
 
 
 # ------------------------------------------------------------------ copies of known texts

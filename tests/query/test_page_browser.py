@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from beam_jobs.launcher import run
 from beam_jobs.query import catalog, report_html
-from beam_jobs.store import versions
-from beam_jobs.store.tables import table_dir
+from beam_jobs.store import commits, versions
+from beam_jobs.store.tables import iter_table
 from beam_jobs.synthetic.generator import GeneratorConfig, generate
 
 CONFIG = GeneratorConfig(records=240, seed=11, records_per_file=40, malformed_rate=0.02)
@@ -213,12 +214,10 @@ def test_a_click_on_the_map_lists_the_nearest_papers(browser, page: Path) -> Non
 
 def _papers(output: str) -> tuple[list[str], np.ndarray]:
     """Titles and embeddings of the canonical papers, straight from the Parquet files."""
-    import pyarrow.dataset as ds
-
-    table = ds.dataset(
-        table_dir(versions.current_root(output), "records"), format="parquet"
-    ).to_table(filter=ds.field("is_canonical"), columns=["record_id", "title", "embedding"])
-    rows = sorted(table.to_pylist(), key=lambda r: r["record_id"])
+    columns = ["record_id", "title", "embedding", "is_canonical"]
+    chunks = iter_table(versions.current_root(output), "records", columns)
+    table = pa.concat_tables(chunks)
+    rows = sorted((r for r in table.to_pylist() if r["is_canonical"]), key=lambda r: r["record_id"])
     return [r["title"] for r in rows], np.array([r["embedding"] for r in rows], dtype=np.float64)
 
 
@@ -296,10 +295,10 @@ def test_today_is_a_note_when_the_earlier_snapshot_is_damaged(output: str, tmp_p
     """The current version reads fine: the page is written, "Today" says what failed."""
     copy = tmp_path / "out"
     shutil.copytree(output, copy)
-    current = Path(versions.current_root(str(copy))).name
-    (earlier,) = [p for p in copy.glob("v0*") if p.is_dir() and p.name != current]
-    for parquet in Path(table_dir(str(earlier), "records")).glob("*.parquet"):
-        parquet.write_bytes(parquet.read_bytes()[:100])
+    # version 2 lists version 1's files it did not change: what only version 1 has is its
+    # commit record
+    record = Path(commits.commit_path(str(copy), 1))
+    record.write_bytes(record.read_bytes()[:100])
     page = report_html.render(str(copy))
     today = re.search(r"<section class='today' id='today' data-state='(\w+)'>(.*?)</section>", page)
     assert today and today[1] == "error", today

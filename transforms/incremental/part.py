@@ -59,6 +59,10 @@ class UpdatePart:
     # new records that join a known cluster directly (the pipeline skips them)
     joined: frozenset[str] = frozenset()
     new_records: int = -1  # records the plan read in the new dumps (-1: not planned)
+    # the previous version's live records and clusters (what the update carries is these
+    # less the part)
+    previous_records: int = 0
+    previous_clusters: int = 0
 
     @classmethod
     def all(cls) -> UpdatePart:
