@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -192,17 +193,21 @@ def plan_target(job: Job) -> RunTarget:
     if ours.incremental:
         if ours.overwrite:
             raise UserError("--incremental adds to an output and --overwrite replaces it: pick one")
-        if job.translate_only:
+        if job.translate_only and not job.options.view_as(TestOptions).dry_run:
             raise UserError(
-                "--incremental reads the existing output to plan the update, which a dry run "
-                "or template must not do; translate the job without --incremental"
+                "--incremental plans the update from the existing output when it is launched, "
+                "so it cannot be baked into a template; launch the update directly (a "
+                "--dry_run of it translates offline)"
             )
         found = new_dumps(ours.output, inputs, job.settings)
+        # A dry run plans as an update does (reading the output) but writes the plan into
+        # a scratch directory: the output is left untouched.
+        root = tempfile.mkdtemp(prefix="digestflow-dry-run-") if job.translate_only else found.root
         return RunTarget(
             # the pipeline matches its inputs again: exactly these files, not globs
             [exact_pattern(path) for path in found.new_files],
             found.version,
-            found.root,
+            root,
             found.previous_root,
             len(found.skipped),
             tuple(found.new_files),
@@ -282,12 +287,17 @@ def run(argv: list[str]) -> dict[str, Any] | None:
         part = running.wait_planned() if running is not None else None
         result = reporter.run(pipeline)
         if job.translate_only:
+            if running is not None:  # a dry run of an update: drop its scratch plan
+                running.abandon()
+                versions.delete_dir(target.root)
             return None
         result.wait_until_finish()
         unchanged = running.finish() if running is not None else None
     except BaseException:
         if running is not None:
             running.abandon()
+            if job.translate_only:
+                versions.delete_dir(target.root)
         raise
     found = counters(result)
     summary = summarize(found, job.ours.output, time.monotonic() - started, unchanged)

@@ -21,7 +21,8 @@ ARROW_BATCH_ROWS = 8192
 def read_parquet_file(path: str, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file (only ``columns``, if given)."""
     with FileSystems.open(path) as fh:
-        return pq.read_table(fh, columns=columns)
+        # ParquetFile, not pq.read_table: that one imports pyarrow.dataset (~0.2 s) first
+        return pq.ParquetFile(fh).read(columns=columns)
 
 
 def write_parquet_file(table: pa.Table, path: str) -> None:

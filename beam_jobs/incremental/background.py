@@ -30,8 +30,15 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.incremental.part import find_part
 from beam_jobs.store import versions
-from beam_jobs.store.rows import RowGroupWriter, having, write_rows
-from beam_jobs.store.tables import DELETE_KEYS, iter_table, write_deletes, written_files
+from beam_jobs.store.rows import RowGroupWriter, write_rows
+from beam_jobs.store.tables import (
+    DELETE_KEYS,
+    file_schema,
+    iter_table,
+    select_rows,
+    write_deletes,
+    written_files,
+)
 from transforms.dedup.duplicates import DedupConfig
 from transforms.enrich.semantic.evidence import names_row_of
 from transforms.enrich.semantic.rule import SemanticConfig
@@ -66,12 +73,17 @@ def kept_tables(everything: bool) -> tuple[str, ...]:
 def extract_part_records(previous_root: str, affected: UpdatePart, path: str) -> int:
     """Write the previous version's live records of the affected part (the columns the job
     reads back, :data:`transforms.incremental.read_back.RECORD_COLUMNS`) to one file; returns
-    how many. Only those columns are read (not the embeddings)."""
+    how many. Only those columns are read (not the embeddings), and with the part's filter
+    pushed into the scan."""
     writer = RowGroupWriter(path, keep_empty=True)
-    for chunk in iter_table(previous_root, "records", [*RECORD_COLUMNS, "cluster_id"]):
-        if not affected.everything:
-            chunk = having(chunk, "cluster_id", affected.cluster_ids)
-        writer.write(chunk.select(RECORD_COLUMNS))
+    if affected.everything:
+        for chunk in iter_table(previous_root, "records", RECORD_COLUMNS):
+            writer.write(chunk)
+    elif affected.cluster_ids:
+        part = select_rows(
+            previous_root, "records", RECORD_COLUMNS, "cluster_id", affected.cluster_ids
+        )
+        writer.write(part)
     writer.close(pa.schema([RECORDS_SCHEMA.field(name) for name in RECORD_COLUMNS]))
     return writer.rows
 
@@ -91,7 +103,7 @@ def joined_rows(previous_root: str, table: str, joined: Sequence[JoinedCopy]) ->
         # only the columns a joined row takes from its template (its vector and tags)
         columns = ["record_id", "embedding", "tags", "tag_scores"]
         templates = _live_rows(previous_root, table, columns, {j.template for j in joined})
-        schema = _first_schema(previous_root, table)
+        schema = file_schema(previous_root, table)
         return to_table(
             [joined_row(j, _template(templates, table, j.template)) for j in joined], schema
         )
@@ -110,17 +122,9 @@ def _live_rows(root: str, table: str, columns: list[str] | None, keys: set[str])
     """The live rows of ``table`` whose first key column (record_id, cluster_id) is in
     ``keys``, by key."""
     column = "record_id" if table == "records" else "cluster_id"
-    found: dict[str, dict] = {}
-    for chunk in iter_table(root, table, columns):
-        for row in having(chunk, column, keys).to_pylist():
-            found[row[column]] = row
-    return found
-
-
-def _first_schema(root: str, table: str) -> pa.Schema:
-    for chunk in iter_table(root, table, None):
-        return chunk.schema
-    return TABLES[table]
+    names = columns if columns is not None else TABLES[table].names
+    rows = select_rows(root, table, names, column, keys)
+    return {row[column]: row for row in rows.to_pylist()}
 
 
 def _template(rows: Mapping[str, dict], table: str, key: str) -> dict:

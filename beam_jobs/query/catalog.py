@@ -13,7 +13,6 @@ earlier kept version (:func:`connect_changes`), resolved and checked the same wa
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,8 +33,11 @@ from beam_jobs.store.tables import (
     deletes_name,
     table_dir,
     table_files,
-    table_glob,
     table_slices,
+    table_source,
+)
+from beam_jobs.store.tables import (
+    duckdb_literal as _literal,
 )
 from beam_jobs.store.versions import DamagedOutput, recovery_hint
 from transforms.schema import TABLES
@@ -45,15 +47,6 @@ REQUIRED_TABLES = ("records", "clusters")
 # run_summary.json counts the rows written to these tables (checked before publishing),
 # so a table holding fewer has lost a file.
 SUMMARY_ROWS = {"records": "rows_written", "clusters": "clusters"}
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _literal(path: str) -> str:
-    """``path`` as a DuckDB file argument: DuckDB globs every path it is given."""
-    return glob.escape(path)
 
 
 @dataclass(frozen=True)
@@ -80,36 +73,6 @@ class Version:
     def source(self, table: str) -> str:
         """The SQL relation of ``table``'s live rows (see :func:`table_source`)."""
         return table_source(self.root, table, self.slices.get(table))
-
-
-def table_source(root: str, table: str, slices: list[TableSlice] | None = None) -> str:
-    """The DuckDB relation of ``table``'s live rows in version ``root``: its directory's files
-    for a version that lists no earlier files and no deletes, else each slice's files less
-    the keys the delete files of later versions name."""
-    slices = table_slices(root, table) if slices is None else slices
-    own = table_dir(root, table).rstrip("/") + "/"
-    if (
-        len(slices) == 1
-        and not slices[0].deletes
-        and all(path.startswith(own) for path in slices[0].files)
-    ):
-        return f"read_parquet({_quote(table_glob(root, table))})"
-    branches = []
-    for part in slices:
-        rows = _files_sql(part.files)
-        if part.deletes:
-            key = f'"{part.key}"'
-            branches.append(
-                f"SELECT * FROM {rows} WHERE {key} NOT IN "
-                f"(SELECT {key} FROM {_files_sql(part.deletes)})"
-            )
-        else:
-            branches.append(f"SELECT * FROM {rows}")
-    return "(" + " UNION ALL ".join(branches) + ")"
-
-
-def _files_sql(paths: tuple[str, ...] | list[str]) -> str:
-    return "read_parquet([" + ", ".join(_quote(_literal(p)) for p in paths) + "])"
 
 
 def current_version(

@@ -70,12 +70,14 @@ def iter_file(path: str, columns: list[str] | None = None) -> Iterator[pa.Table]
         try:
             relation = connection.sql(f"SELECT {selected} FROM read_parquet('{_quoted(local)}')")
             for batch in relation.to_arrow_reader(CHUNK_ROWS):
-                yield _conformed(pa.Table.from_batches([batch]), schema)
+                yield conformed(pa.Table.from_batches([batch]), schema)
         finally:
             connection.close()
 
 
-def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+def conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` (as DuckDB returns it) typed exactly as ``schema``: a variable list becomes
+    the fixed-size list of the file, strings and dates take the schema's types."""
     columns = []
     for field in schema:
         column = table.column(field.name)

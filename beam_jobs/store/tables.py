@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.store import commits
 from beam_jobs.store.commits import DataFile
-from beam_jobs.store.rows import RowGroupWriter, iter_file, without
+from beam_jobs.store.rows import RowGroupWriter, conformed, iter_file, without
 from beam_jobs.store.versions import (
     Manifest,
     delete_dir,
@@ -189,6 +191,76 @@ def iter_table(root: str, table: str, columns: list[str] | None = None) -> Itera
                 if deleted:
                     chunk = without(chunk, key, deleted)
                 yield chunk.select(columns) if wanted is not columns else chunk
+
+
+def table_source(root: str, table: str, slices: list[TableSlice] | None = None) -> str:
+    """The DuckDB relation of ``table``'s live rows in version ``root``: its directory's files
+    for a version that lists no earlier files and no deletes, else each slice's files less
+    the keys the delete files of later versions name."""
+    slices = table_slices(root, table) if slices is None else slices
+    own = table_dir(root, table).rstrip("/") + "/"
+    if (
+        len(slices) == 1
+        and not slices[0].deletes
+        and all(path.startswith(own) for path in slices[0].files)
+    ):
+        return f"read_parquet({duckdb_quote(table_glob(root, table))})"
+    branches = []
+    for part in slices:
+        rows = _files_sql(part.files)
+        if part.deletes:
+            key = f'"{part.key}"'
+            branches.append(
+                f"SELECT * FROM {rows} WHERE {key} NOT IN "
+                f"(SELECT {key} FROM {_files_sql(part.deletes)})"
+            )
+        else:
+            branches.append(f"SELECT * FROM {rows}")
+    return "(" + " UNION ALL ".join(branches) + ")"
+
+
+def _files_sql(paths: tuple[str, ...] | list[str]) -> str:
+    return "read_parquet([" + ", ".join(duckdb_quote(duckdb_literal(p)) for p in paths) + "])"
+
+
+def duckdb_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def duckdb_literal(path: str) -> str:
+    """``path`` as a DuckDB file argument: DuckDB globs every path it is given."""
+    return glob.escape(path)
+
+
+def select_rows(
+    root: str, table: str, columns: list[str], column: str, values: Collection[str]
+) -> pa.Table:
+    """The live rows of ``table`` in ``root`` whose ``column`` is in ``values`` (only
+    ``columns``, typed as the files are). DuckDB pushes the filter into the scan, so the
+    other columns are decoded only near matching rows (several times faster than reading
+    them whole when few rows match)."""
+    schema = file_schema(root, table)
+    selected = ", ".join(f'"{name}"' for name in columns)
+    sql = (
+        f"SELECT {selected} FROM {table_source(root, table)} "
+        f'WHERE "{column}" IN (SELECT unnest(?::VARCHAR[]))'
+    )
+    connection = duckdb.connect(config={"threads": 1})  # it runs beside the pipeline
+    try:
+        found = connection.sql(sql, params=[sorted(values)]).to_arrow_table()
+    finally:
+        connection.close()
+    return conformed(found, pa.schema([schema.field(name) for name in columns]))
+
+
+def file_schema(root: str, table: str) -> pa.Schema:
+    """The Arrow schema ``table``'s files were written with (the records' embedding size
+    depends on the model), or the contract's when it has no file."""
+    files = table_files(root, table)
+    if not files:
+        return TABLES[table]
+    with FileSystems.open(files[0]) as handle:
+        return pq.read_schema(handle)
 
 
 def write_deletes(root: str, table: str, keys: frozenset[str] | set[str]) -> str | None:

@@ -15,6 +15,7 @@ import pickle
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,6 +296,56 @@ def test_remote_paths_are_never_checked_before_submission() -> None:
         launcher.check_inputs([f"{BUCKET}/in/*.txt", f"{BUCKET}/more/*.gz"])
         target = launcher.plan_target(launcher.prepare([*IO, "--dry_run=True"]))
         assert target.root.endswith("/v000001")
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_an_update_translates_for_dataflow_offline_and_leaves_the_output_untouched(
+    tmp_path: Path,
+) -> None:
+    """``run --incremental`` as a Dataflow dry run: it plans against the existing (local)
+    output, as an update does, translates the job that reads the part back, and writes
+    nothing into the output (the plan goes to a scratch directory, removed afterwards)."""
+    from beam_jobs.synthetic.generator import GeneratorConfig, generate
+
+    dumps = tmp_path / "dumps"
+    generate(dumps, GeneratorConfig(records=240, seed=8, records_per_file=80))
+    days = sorted(dumps.glob("*.txt"))
+    output = tmp_path / "out"
+    flags = ["--no_embeddings", "--quiet"]
+    launcher.run([f"--input={days[0]}", f"--output={output}", *flags])
+    before = _tree(output)
+    captured: dict[str, Any] = {}
+    original = DataflowRunner.run_pipeline
+
+    def capture(self, pipeline, options, pipeline_proto=None):
+        captured["runner"] = self
+        return original(self, pipeline, options, pipeline_proto)
+
+    argv = [*DATAFLOW, f"--input={days[1]}", f"--output={output}", *flags, "--incremental"]
+    with (
+        mock.patch.object(DataflowRunner, "run_pipeline", capture),
+        mock.patch.object(gcsio.GcsIO, "__init__", _no_gcs),
+    ):
+        assert launcher.run(argv) is None
+    names = {
+        t.unique_name for t in captured["runner"].proto_pipeline.components.transforms.values()
+    }
+    assert {"ReadPreviousVersion", "SkipJoinedCopies", "ClusterDuplicates"} <= {
+        n.split("/")[0] for n in names
+    }
+    assert _tree(output) == before, "a dry run wrote into the output"
+    assert not list(Path(tempfile.gettempdir()).glob("digestflow-dry-run-*"))
+    # a template cannot hold an update: it plans from the output when it is launched
+    template = [a for a in argv if not a.startswith("--dry_run")]
+    template.append(f"--template_location={BUCKET}/templates/job.json")
+    with pytest.raises(UserError, match="cannot be baked into a template"):
+        launcher.run(template)
 
 
 # ------------------------------------------------------------------ deploy/metadata.json
