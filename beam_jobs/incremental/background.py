@@ -80,8 +80,14 @@ def extract_part_records(previous_root: str, affected: UpdatePart, path: str) ->
         for chunk in iter_table(previous_root, "records", RECORD_COLUMNS):
             writer.write(chunk)
     elif affected.cluster_ids:
+        # before the job starts (it waits for the part): every core
         part = select_rows(
-            previous_root, "records", RECORD_COLUMNS, "cluster_id", affected.cluster_ids
+            previous_root,
+            "records",
+            RECORD_COLUMNS,
+            "cluster_id",
+            affected.cluster_ids,
+            threads=os.cpu_count() or 1,
         )
         writer.write(part)
     writer.close(pa.schema([RECORDS_SCHEMA.field(name) for name in RECORD_COLUMNS]))

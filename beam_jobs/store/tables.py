@@ -233,19 +233,24 @@ def duckdb_literal(path: str) -> str:
 
 
 def select_rows(
-    root: str, table: str, columns: list[str], column: str, values: Collection[str]
+    root: str,
+    table: str,
+    columns: list[str],
+    column: str,
+    values: Collection[str],
+    threads: int = 1,
 ) -> pa.Table:
     """The live rows of ``table`` in ``root`` whose ``column`` is in ``values`` (only
     ``columns``, typed as the files are). DuckDB pushes the filter into the scan, so the
     other columns are decoded only near matching rows (several times faster than reading
-    them whole when few rows match)."""
+    them whole when few rows match). ``threads``: 1 beside a running pipeline."""
     schema = file_schema(root, table)
     selected = ", ".join(f'"{name}"' for name in columns)
     sql = (
         f"SELECT {selected} FROM {table_source(root, table)} "
         f'WHERE "{column}" IN (SELECT unnest(?::VARCHAR[]))'
     )
-    connection = duckdb.connect(config={"threads": 1})  # it runs beside the pipeline
+    connection = duckdb.connect(config={"threads": threads})
     try:
         found = connection.sql(sql, params=[sorted(values)]).to_arrow_table()
     finally:

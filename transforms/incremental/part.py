@@ -153,6 +153,10 @@ class _Buckets:
     def __init__(self, previous: PreviousIndex, new_bands: Mapping[str, np.ndarray]) -> None:
         self._hashes = previous.text_hashes
         self._bands = previous.bands
+        # one contiguous Arrow array per band: membership is a hash lookup per text (Arrow's
+        # is_in), not the sort of the whole column numpy's isin does for a wanted set of
+        # more than a few dozen keys (4x slower at 1M texts)
+        self._columns = [pa.array(np.ascontiguousarray(column)) for column in self._bands.T]
         self._new = new_bands
 
     def mates(self, texts: Collection[str]) -> set[str]:
@@ -163,8 +167,9 @@ class _Buckets:
         keys += [self._new[t][None, :] for t in texts if t in self._new]
         wanted = np.concatenate(keys)
         shares = np.zeros(len(self._bands), dtype=bool)
-        for band in range(self._bands.shape[1]):
-            shares |= np.isin(self._bands[:, band], wanted[:, band])
+        for band, column in enumerate(self._columns):
+            found = pc.is_in(column, value_set=pa.array(np.unique(wanted[:, band])))
+            shares |= found.to_numpy(zero_copy_only=False)
         return set(self._hashes.filter(pa.array(shares)).to_pylist())
 
 
