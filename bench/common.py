@@ -45,7 +45,7 @@ class Settings:
     sizes: tuple[int, ...]
     determinism_records: int
     with_embeddings: bool
-    incremental_base_records: int = 50_000
+    incremental_base_records: tuple[int, ...] = (50_000, 200_000)
     incremental_embed_records: int = 1_000
 
 

@@ -191,9 +191,9 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     )
     parser.add_argument(
         "--incremental-base-records",
-        type=int,
-        default=50_000,
-        help="Section incremental: records of the base corpus one day is added to.",
+        default="50000,200000",
+        help="Section incremental: records of each base corpus one day is added to "
+        "(comma-separated; e.g. 50000,200000,1000000 for the 1M row, ~11 min more).",
     )
     parser.add_argument(
         "--incremental-embed-records",
@@ -217,7 +217,7 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         sizes=tuple(sorted(int_list(args.sizes))),
         determinism_records=args.determinism_records,
         with_embeddings=args.with_embeddings,
-        incremental_base_records=args.incremental_base_records,
+        incremental_base_records=tuple(int_list(args.incremental_base_records)),
         incremental_embed_records=args.incremental_embed_records,
     )
 

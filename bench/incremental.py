@@ -454,6 +454,31 @@ def cost_table(row: dict[str, Any]) -> str:
     return render_table(title, headers, body)
 
 
+def scaling_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The update against the day alone at each corpus size, side by side: flat in the
+    corpus size is the goal (issue #13)."""
+    body = []
+    for row in rows:
+        by_name = {r["name"]: r for r in row["runs"]}
+        update, alone = by_name["update"], by_name["alone"]
+        body.append(
+            [
+                f"{row['data']['base_records']:,}",
+                f"{update['wall_seconds']:.2f}",
+                f"{alone['wall_seconds']:.2f}",
+                f"{row['update_vs_alone']:.2f}x",
+                f"{update['bytes_written'] / 1e6:.2f}",
+                f"{alone['bytes_written'] / 1e6:.2f}",
+                f"{update['peak_rss_mib']:,.0f}",
+                "yes" if row["identical_to_rerun"] else "NO",
+            ]
+        )
+    headers = ["corpus records", "update s", "day alone s", "update / alone"]
+    headers += ["MB written (update)", "MB written (alone)", "update peak RSS MiB", "== re-run"]
+    title = f"Incremental update by corpus size (goal <= {GOAL}x the day alone at every size)"
+    return render_table(title, headers, body)
+
+
 def render_pairs(title: str, pairs: Sequence[tuple[str, str]]) -> str:
     """A titled list of ``name  value`` lines (names padded to one width)."""
     width = max(len(name) for name, _ in pairs)
@@ -552,14 +577,18 @@ def embedding_table(row: dict[str, Any]) -> str:
 
 def section(settings: Settings, results: dict[str, Any]) -> None:
     seed = settings.seed + 5
-    base = settings.incremental_base_records
-    data = day_data(
-        settings.out / "data" / f"incremental-{base}-seed{seed}", base, DAY_RECORDS, seed
-    )
-    row = update_cost(data, settings.out / "runs" / f"incremental-{base}")
-    results["incremental"] = row
-    emit(results, cost_table(row))
-    emit(results, checks_table(row))
+    rows = []
+    for base in settings.incremental_base_records:
+        data = day_data(
+            settings.out / "data" / f"incremental-{base}-seed{seed}", base, DAY_RECORDS, seed
+        )
+        row = update_cost(data, settings.out / "runs" / f"incremental-{base}")
+        rows.append(row)
+        emit(results, cost_table(row))
+        emit(results, checks_table(row))
+    results["incremental"] = rows
+    if len(rows) > 1:
+        emit(results, scaling_table(rows))
     small = settings.incremental_embed_records
     if small <= 0:
         return

@@ -11,7 +11,7 @@ runs (:class:`BackgroundUpdate`) is proportional to the day, not to the corpus:
   ``paper_names`` of its records, ``dead_letter`` and ``inputs`` of dumps read again;
 * the rows joined copies add or change (their records rows, grown clusters, their names).
 
-Those rows are staged under ``ROOT/_carried/`` and moved into the tables when the pipeline has
+Those rows are staged under ``ROOT/_joined/`` and moved into the tables when the pipeline has
 finished (the pipeline's own writers create the table directories meanwhile).
 """
 
@@ -47,7 +47,7 @@ from transforms.incremental.part import UpdatePart
 from transforms.incremental.read_back import RECORD_COLUMNS
 from transforms.schema import RECORDS_SCHEMA, TABLES, to_table
 
-STAGING = "_carried"
+STAGING = "_joined"
 PART_FILE = "update_part.json"  # the part clustered again, kept in the version for inspection
 KEPT_WHOLE = ("embeddings", "dead_letter", "inputs")  # kept even when all is clustered again
 BY_SOURCE_FILE = ("dead_letter", "inputs")  # rows of one dump, replaced when it is read again
@@ -196,7 +196,7 @@ class _Queue:
         pass
 
 
-def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> None:
+def _plan_and_supersede(channel, request: UpdateRequest, in_child: bool = False) -> None:
     """The background half of an update: plan the affected part, write it where the
     pipeline's DoFns read it, report, then write what supersedes the previous version."""
     try:
@@ -212,7 +212,7 @@ def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> 
             pa.set_cpu_count(1)
             pa.set_io_thread_count(1)
             os.nice(10)
-        copied = supersede(
+        unchanged = supersede(
             request.previous_root,
             request.root,
             request.staging,
@@ -220,7 +220,7 @@ def _plan_and_carry(channel, request: UpdateRequest, in_child: bool = False) -> 
             joined,
             request.retried,
         )
-        channel.send(("copied", copied))
+        channel.send(("written", unchanged))
     except BaseException as error:  # noqa: BLE001 - reported to the parent
         try:
             channel.send(("error", error))
@@ -291,14 +291,14 @@ class BackgroundUpdate:
             receiver, sender = context.Pipe(duplex=False)
             self._channel = receiver
             self._worker = context.Process(
-                target=_plan_and_carry, args=(sender, self.request, True), daemon=True
+                target=_plan_and_supersede, args=(sender, self.request, True), daemon=True
             )
             self._worker.start()
             sender.close()
         else:
             self._channel = _Queue()
             self._worker = threading.Thread(
-                target=_plan_and_carry, args=(self._channel, self.request), daemon=True
+                target=_plan_and_supersede, args=(self._channel, self.request), daemon=True
             )
             self._worker.start()
         return self
@@ -338,7 +338,7 @@ class BackgroundUpdate:
     def finish(self) -> dict[str, int]:
         """Wait for the background half, move the rows it staged into the tables; returns
         the rows carried unchanged (records, clusters) and the joined copies written."""
-        copied = self._receive("copied")
+        unchanged = self._receive("written")
         self._join()
         staging = self.request.staging
         for table in TABLES:
@@ -351,4 +351,4 @@ class BackgroundUpdate:
             names = [FileSystems.join(target, p.rsplit("/", 1)[-1]) for p in staged]
             FileSystems.rename(staged, names)
         versions.delete_dir(staging)
-        return copied
+        return unchanged

@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from beam_jobs.store.tables import deletes_name
 from transforms.enrich.encoders import default_cache_dir
 
 # Scores this close to the k-th best may still rank above it in the SQL (see the module doc).
@@ -49,7 +50,8 @@ def index_name(output: str, root: str, files: dict[str, list[str]]) -> str:
     """``<output>-<content>``: 16 hex digits each, of the output's path and of the files the
     version's papers view reads."""
     listed = []
-    for table in ("records", "clusters", "records.deletes", "clusters.deletes"):
+    tables = ("records", "clusters")
+    for table in (*tables, *map(deletes_name, tables)):
         for path in sorted(files.get(table, [])):
             stat = os.stat(path) if "://" not in path else None
             listed.append([path, stat and stat.st_size, stat and stat.st_mtime_ns])
