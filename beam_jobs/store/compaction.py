@@ -18,7 +18,6 @@ import json
 import os
 from dataclasses import dataclass
 
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
@@ -26,6 +25,7 @@ from beam_jobs.store import versions
 from beam_jobs.store.commits import ConcurrentCommit
 from beam_jobs.store.rows import RowGroupWriter
 from beam_jobs.store.tables import (
+    file_schema,
     finalize_tables,
     iter_table,
     listing_manifest,
@@ -106,9 +106,7 @@ def _rewrite(root: str, target: str, table: str) -> int:
     writer = RowGroupWriter(FileSystems.join(directory, "part-00000.parquet"), keep_empty=True)
     for chunk in iter_table(root, table):
         writer.write(chunk)
-    with FileSystems.open(table_files(root, table)[0]) as handle:
-        schema = pq.read_schema(handle)
-    writer.close(schema)
+    writer.close(file_schema(root, table))
     return writer.rows
 
 

@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.store import commits
 from beam_jobs.store.commits import DataFile
-from beam_jobs.store.rows import RowGroupWriter, conformed, iter_file, without
+from beam_jobs.store.rows import conformed, iter_file, without
 from beam_jobs.store.versions import (
     Manifest,
     delete_dir,
@@ -151,46 +151,50 @@ def table_slices(root: str, table: str) -> list[TableSlice]:
     ]
 
 
-def deleted_keys(table_slice: TableSlice) -> frozenset[str]:
-    """The keys whose rows in ``table_slice`` are superseded."""
-    keys: set[str] = set()
-    for path in table_slice.deletes:
-        keys.update(read_parquet_file(path, [table_slice.key]).column(0).to_pylist())
-    return frozenset(keys)
+def deleted_keys(slices: list[TableSlice]) -> list[frozenset[str]]:
+    """For each slice, the keys whose rows in it are superseded (each delete file is read
+    once, though it applies to every older slice)."""
+    by_file: dict[str, frozenset[str]] = {}
+    for part in slices:
+        for path in part.deletes:
+            if path not in by_file:
+                column = read_parquet_file(path, [part.key]).column(0)
+                by_file[path] = frozenset(column.to_pylist())
+    return [frozenset().union(*(by_file[path] for path in part.deletes)) for part in slices]
+
+
+def _with_key(columns: list[str] | None, key: str | None) -> list[str] | None:
+    """``columns`` plus the slice's key, which the filter needs (None: every column)."""
+    if key is None or columns is None or key in columns:
+        return columns
+    return [*columns, key]
 
 
 def read_table(root: str, table: str, columns: list[str] | None = None) -> pa.Table:
     """The live rows of ``table`` in ``root`` (only ``columns``, if given); an empty table
     (no columns) when it has no files."""
+    slices = table_slices(root, table)
     parts = []
-    for table_slice in table_slices(root, table):
-        key = table_slice.key
-        wanted = columns
-        if key is not None and columns is not None and key not in columns:
-            wanted = [*columns, key]
-        rows = pa.concat_tables(read_parquet_file(path, wanted) for path in table_slice.files)
-        if key is not None:
-            rows = without(rows, key, deleted_keys(table_slice))
-            if wanted is not columns:
-                rows = rows.select(columns)
-        parts.append(rows)
+    for part, deleted in zip(slices, deleted_keys(slices), strict=True):
+        wanted = _with_key(columns, part.key)
+        rows = pa.concat_tables(read_parquet_file(path, wanted) for path in part.files)
+        if deleted:
+            rows = without(rows, part.key, deleted)
+        parts.append(rows if wanted is columns else rows.select(columns))
     return pa.concat_tables(parts) if parts else pa.table({})
 
 
 def iter_table(root: str, table: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
     """The live rows of ``table`` in ``root`` in chunks of bounded size (any column,
     including a fixed-size list holding nulls: :func:`beam_jobs.store.rows.iter_file`)."""
-    for table_slice in table_slices(root, table):
-        key = table_slice.key
-        wanted = columns
-        if key is not None and columns is not None and key not in columns:
-            wanted = [*columns, key]
-        deleted = deleted_keys(table_slice) if key is not None else frozenset()
-        for path in table_slice.files:
+    slices = table_slices(root, table)
+    for part, deleted in zip(slices, deleted_keys(slices), strict=True):
+        wanted = _with_key(columns, part.key)
+        for path in part.files:
             for chunk in iter_file(path, wanted):
                 if deleted:
-                    chunk = without(chunk, key, deleted)
-                yield chunk.select(columns) if wanted is not columns else chunk
+                    chunk = without(chunk, part.key, deleted)
+                yield chunk if wanted is columns else chunk.select(columns)
 
 
 def table_source(root: str, table: str, slices: list[TableSlice] | None = None) -> str:
@@ -273,9 +277,7 @@ def write_deletes(root: str, table: str, keys: frozenset[str] | set[str]) -> str
     if not keys:
         return None
     path = deletes_path(root, table)
-    writer = RowGroupWriter(path)
-    writer.write(pa.table({DELETE_KEYS[table]: pa.array(sorted(keys), pa.string())}))
-    writer.close()
+    write_parquet_file(pa.table({DELETE_KEYS[table]: pa.array(sorted(keys), pa.string())}), path)
     return path
 
 

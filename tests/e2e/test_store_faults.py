@@ -109,7 +109,15 @@ def test_two_updates_at_once_never_lose_a_day(days, tmp_path) -> None:
         if day not in won:
             assert _run(f"--input={day}", f"--output={out}", "--incremental") == 0
     assert _count(out) == base + sum(day_records.values())
-    numbers = {versions.version_number(p.name) for p in out.iterdir()} - {None}
+    assert _version_dirs(out) == _kept_dirs(out), "no orphan attempt left"
+
+
+def _version_dirs(out: Path) -> set[int]:
+    return {versions.version_number(p.name) for p in out.iterdir()} - {None}
+
+
+def _kept_dirs(out: Path) -> set[int]:
+    """The kept versions' directories and those holding files they list."""
     kept = commits.committed_versions(str(out))[-2:]
     listed = {
         versions.version_number(entry.path.split("/")[0])
@@ -117,7 +125,7 @@ def test_two_updates_at_once_never_lose_a_day(days, tmp_path) -> None:
         for entries in commits.listing(str(out), version).values()
         for entry in entries
     }
-    assert numbers == set(kept) | listed, "no orphan attempt left"
+    return set(kept) | listed
 
 
 def _count_of(day: Path, tmp_path: Path) -> int:
@@ -304,15 +312,7 @@ def test_an_update_killed_at_any_step_leaves_a_whole_version_and_reruns(
     # uninterrupted update; no attempt directory is left behind
     assert _run(f"--input={days[1]}", f"--output={out}", "--incremental") == 0
     assert _rows(out) == expected
-    numbers = {versions.version_number(p.name) for p in out.iterdir()} - {None}
-    kept = commits.committed_versions(str(out))[-2:]
-    listed = {
-        versions.version_number(entry.path.split("/")[0])
-        for version in kept
-        for entries in commits.listing(str(out), version).values()
-        for entry in entries
-    }
-    assert numbers == set(kept) | listed, "no orphan attempt left"
+    assert _version_dirs(out) == _kept_dirs(out), "no orphan attempt left"
 
 
 def test_an_output_rebuilt_at_the_same_path_lists_its_own_files(tmp_path) -> None:
