@@ -199,8 +199,8 @@ def iter_table(root: str, table: str, columns: list[str] | None = None) -> Itera
 
 def table_source(root: str, table: str, slices: list[TableSlice] | None = None) -> str:
     """The DuckDB relation of ``table``'s live rows in version ``root``: its directory's files
-    for a version that lists no earlier files and no deletes, else each slice's files less
-    the keys the delete files of later versions name."""
+    for a version that lists no earlier files and no deletes, else the listed files less the
+    rows whose key a delete file of a later version names."""
     slices = table_slices(root, table) if slices is None else slices
     own = table_dir(root, table).rstrip("/") + "/"
     if (
@@ -209,22 +209,34 @@ def table_source(root: str, table: str, slices: list[TableSlice] | None = None) 
         and all(path.startswith(own) for path in slices[0].files)
     ):
         return f"read_parquet({duckdb_quote(table_glob(root, table))})"
-    branches = []
-    for part in slices:
-        rows = _files_sql(part.files)
-        if part.deletes:
-            key = f'"{part.key}"'
-            branches.append(
-                f"SELECT * FROM {rows} WHERE {key} NOT IN "
-                f"(SELECT {key} FROM {_files_sql(part.deletes)})"
-            )
-        else:
-            branches.append(f"SELECT * FROM {rows}")
-    return "(" + " UNION ALL ".join(branches) + ")"
+    files = [path for part in slices for path in part.files]
+    deletes = sorted({path for part in slices for path in part.deletes})
+    if not deletes:
+        return _files_sql(files)
+    # One scan of the data and one of the delete files, whatever the number of versions:
+    # a row is live unless the newest version deleting its key is newer than its own.
+    key = f'"{slices[0].key}"'
+    newest = (
+        f"(SELECT {key} AS _key, max({_GENERATION.format('filename')}) AS _deleted "
+        f"FROM {_files_sql(deletes, with_name=True)} GROUP BY 1)"
+    )
+    return (
+        f"(SELECT t.* EXCLUDE (filename) FROM {_files_sql(files, with_name=True)} AS t "
+        f"LEFT JOIN {newest} AS d ON t.{key} = d._key "
+        f"WHERE d._deleted IS NULL OR d._deleted <= {_GENERATION.format('t.filename')})"
+    )
 
 
-def _files_sql(paths: tuple[str, ...] | list[str]) -> str:
-    return "read_parquet([" + ", ".join(duckdb_quote(duckdb_literal(p)) for p in paths) + "])"
+# The version that wrote a file, from its path (as :func:`generation` reads it):
+# .../v000003-1f2e3d4c/<table or _deletes>/<name>
+_GENERATION = (
+    "CAST(regexp_extract({}, '/v([0-9]{{6,}})(-[0-9a-f]{{8}})?/[^/]+/[^/]+$', 1) AS BIGINT)"
+)
+
+
+def _files_sql(paths: tuple[str, ...] | list[str], with_name: bool = False) -> str:
+    listed = ", ".join(duckdb_quote(duckdb_literal(p)) for p in paths)
+    return f"read_parquet([{listed}]{', filename = true' if with_name else ''})"
 
 
 def duckdb_quote(value: str) -> str:
