@@ -192,8 +192,9 @@ def verified_root(output: str, manifest: Manifest) -> str:
         problem = commits.check_files(output, listed)
         if problem:
             raise DamagedOutput(f"{problem} (listed by {source}); {recovery_hint(output)}")
-        _LISTED[root] = {
-            table: [FileSystems.join(output, *f.path.split("/")) for f in files]
+        base = _listing_key(output)
+        _LISTED[_listing_key(root)] = {
+            table: [FileSystems.join(base, *f.path.split("/")) for f in files]
             for table, files in listed.items()
         }
     return root
@@ -206,8 +207,15 @@ _LISTED: dict[str, dict[str, list[str]]] = {}
 
 def listed_files(root: str, table: str) -> list[str] | None:
     """The files of ``table`` that the commit record of ``root`` lists (None: not known)."""
-    listing = _LISTED.get(root)
+    listing = _LISTED.get(_listing_key(root))
     return None if listing is None else list(listing.get(table, []))
+
+
+def _listing_key(path: str) -> str:
+    """One name per directory: a reader may resolve a version through a relative output
+    path and read it through the absolute one (the catalog does); the files listed are
+    then absolute too."""
+    return path.rstrip("/") if is_remote(path) else os.path.abspath(path)
 
 
 def manifest_source(output: str, manifest: Manifest) -> str:

@@ -373,6 +373,26 @@ def test_file_names_with_glob_characters_are_read_as_themselves(tmp_path: Path) 
     assert _snapshot(incremental) == _snapshot(full)
 
 
+def test_an_output_named_by_a_relative_path_reads_every_listed_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A version lists files of earlier versions: resolved through ``out[1]`` relative to
+    the working directory and read through its absolute path (as the CLI does), it still
+    reads all of them, not only its own directory's."""
+    from beam_jobs.cli.main import main
+
+    days = _days(tmp_path, records=300, seed=43)[:3]
+    monkeypatch.chdir(tmp_path)
+    for index, day in enumerate(days):
+        flags = ["--incremental"] if index else []
+        assert (
+            main(["run", f"--input={day}", "--output=out[1]", "--no_embeddings", "--quiet", *flags])
+            == 0
+        )
+    _run(days, tmp_path / "full", "--no_embeddings")
+    assert _snapshot(Path("out[1]")) == _snapshot(tmp_path / "full")
+
+
 def test_a_dump_unreadable_when_ingested_is_read_once_it_can_be(tmp_path: Path) -> None:
     """The earlier version holds the dump as unreadable (no hash, a read_error dead letter):
     the update reads it and replaces those rows, as one full run would have them."""
