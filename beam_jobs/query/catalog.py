@@ -341,12 +341,16 @@ def _is_kept(output: str, version: int, oldest: int | None) -> bool:
     return versions.dir_exists(FileSystems.join(output, versions.version_name(version)))
 
 
+def _kept_earlier(output: str, current: int) -> list[int]:
+    """The versions before ``current`` that are still kept, newest first."""
+    oldest = versions.oldest_kept(output, current)
+    return [v for v in _earlier_candidates(output, current) if _is_kept(output, v, oldest)]
+
+
 def kept_versions(output: str, current: int) -> list[int]:
     """The published versions of ``output`` that are still kept, oldest first (``current``
     included): the ones a ``--since`` or ``--snapshot`` can name."""
-    oldest = versions.oldest_kept(output, current)
-    kept = [v for v in _earlier_candidates(output, current) if _is_kept(output, v, oldest)]
-    return sorted([*kept, current])
+    return sorted([*_kept_earlier(output, current), current])
 
 
 def _kept_phrase(output: str, current: int) -> str:
@@ -362,11 +366,7 @@ def _since_manifest(output: str, current: int, since: int | None) -> versions.Ma
     if since is None:
         if current == 1:
             return None  # a first run: there is no earlier snapshot, every paper is new
-        oldest = versions.oldest_kept(output, current)
-        found = next(
-            (v for v in _earlier_candidates(output, current) if _is_kept(output, v, oldest)),
-            None,
-        )
+        found = next(iter(_kept_earlier(output, current)), None)
         if found is None:
             raise UserError(
                 f"no earlier version of this output is kept (version {current - 1} was retired "
@@ -388,8 +388,7 @@ def _earlier_kept_manifest(output: str, current: int, version: int, flag: str) -
         raise UserError(
             f"{flag} {version}: versions are numbered from 1; {_kept_phrase(output, current)}"
         )
-    oldest = versions.oldest_kept(output, current)
-    if version not in _earlier_candidates(output, current) or not _is_kept(output, version, oldest):
+    if version not in _kept_earlier(output, current):
         raise UserError(
             f"{flag} {version}: version {version} is no longer kept (a run keeps the "
             f"--keep_versions newest, 2 by default); {_kept_phrase(output, current)}"
