@@ -233,11 +233,17 @@ def start_update(
         job.semantic,
         job.ours.digest_year,
         target.retried,
+        job.embed,
     )
     running = update_background.BackgroundUpdate(request).start()
+    embedding_files = None
+    if job.embed:
+        embedding_files = list(table_files(target.previous, "embeddings"))
+        if request.planned_embeddings is not None:
+            embedding_files.append(request.planned_embeddings)
     sources = UpdateSources(
         record_files=[running.part_records],
-        embedding_files=table_files(target.previous, "embeddings") if job.embed else None,
+        embedding_files=embedding_files,
         plan=running.part_file,
     )
     return running, sources
@@ -305,6 +311,8 @@ def run(argv: list[str]) -> dict[str, Any] | None:
     if job.ours.incremental:
         summary["files_skipped_already_ingested"] = target.skipped
         summary["update_part"] = part
+        if part is not None:  # the plan embedded these texts, the job reused them
+            summary["embedded_texts"] += part.get("planned_embeddings", 0)
     check_complete(summary, found, part, target.root)
     carried = carried_files(job.ours.output, target, part) if running is not None else {}
     commit(job.ours.output, target, summary, job.settings, job.ours.keep_versions, carried)

@@ -23,6 +23,7 @@ from transforms.enrich.embed import EmbedConfig, model_input_limit
 from transforms.enrich.encoders import CLI_BACKENDS, DEFAULT_BACKEND, missing_runtime
 from transforms.enrich.semantic.rule import DEFAULT_THRESHOLD as DEFAULT_SEMANTIC_THRESHOLD
 from transforms.enrich.semantic.rule import SemanticConfig
+from transforms.enrich.semantic.vectors import VectorLSH
 from transforms.enrich.tags.head import PACKAGED_HEAD, file_sha256, packaged_head_applies
 from transforms.enrich.tags.taxonomy import Taxonomy, load_tag_examples, load_taxonomy
 
@@ -150,6 +151,22 @@ class DigestflowOptions(PipelineOptions):
             "share a name, a title, a code link, the first sentence or many words (see "
             "docs/design.md); 0, a negative value or 'off' disables. Ignored with "
             "--no_embeddings.",
+        )
+        parser.add_argument(
+            "--semantic_vector_bands",
+            type=int,
+            default=VectorLSH.bands,
+            help="Revision candidates by embedding: canonicals that share one of this many "
+            "random-hyperplane band keys of their vectors are compared, besides those that "
+            f"share a name (default {VectorLSH.bands}; 0: names only; docs/design.md).",
+        )
+        parser.add_argument(
+            "--semantic_vector_bits",
+            type=int,
+            default=VectorLSH.bits,
+            help=f"Hyperplane signs per band key (default {VectorLSH.bits}): more bits, "
+            "smaller buckets, fewer candidates at a given cosine (docs/benchmarks.md, the "
+            "recall curve).",
         )
         parser.add_argument(
             "--output_shards",
@@ -292,10 +309,16 @@ def semantic_config(options: DigestflowOptions) -> SemanticConfig | None:
     threshold = options.semantic_threshold
     if not threshold <= 1.0:  # checked even where unused (--no_embeddings): nan too
         raise UserError(f"--semantic_threshold: expected a cosine up to 1, got {threshold!r}")
+    try:  # checked even where unused, like the threshold
+        vectors = VectorLSH(bits=options.semantic_vector_bits, bands=options.semantic_vector_bands)
+    except ValueError as error:
+        raise UserError(f"--semantic_vector_bits/--semantic_vector_bands: {error}") from None
     if not options.embeddings or threshold <= 0:
         return None
     try:
-        return SemanticConfig(threshold=threshold, canonical_policy=options.canonical_policy)
+        return SemanticConfig(
+            threshold=threshold, canonical_policy=options.canonical_policy, vectors=vectors
+        )
     except ValueError as error:
         raise UserError(f"--semantic_threshold: {error}") from None
 

@@ -36,6 +36,7 @@ from transforms.enrich.semantic.evidence import (
     title_run_keys,
 )
 from transforms.enrich.semantic.rule import SemanticConfig
+from transforms.enrich.semantic.vectors import VectorLSH, band_codes, vector_keys
 from transforms.text import normalized_text, tokens
 
 REVISIONS = REPO_ROOT / "tests" / "data" / "revisions.jsonl"
@@ -123,7 +124,9 @@ def section(settings: Settings, results: dict[str, Any]) -> None:
     """Where the merge rule's bars come from, and what it finds per kind of revision."""
     if not SEEDS.is_dir() or not any(SEEDS.glob("*.txt")):
         log("seed dumps absent: the distinct seed pairs are left out of the margins")
-    tier_section(results)
+    papers, vectors = tier_section(results)
+    vector_section(results, papers, vectors)
+    stage_section(settings, results)
 
 
 # ----------------------------------------------------------------------------- the tiers
@@ -137,9 +140,14 @@ def rule_pairs(
     not count), and the tier that accepts it."""
     config = config or SemanticConfig()
     views = [paper_view(p.title, p.abstract) for p in papers]
-    keys = [blocking_keys(p.title, p.abstract, v) for p, v in zip(papers, views, strict=True)]
+    text_keys = [blocking_keys(p.title, p.abstract, v) for p, v in zip(papers, views, strict=True)]
+    keys = [
+        found | banded
+        for found, banded in zip(text_keys, vector_keys(vectors, config.vectors), strict=True)
+    ]
     holders = Counter(k for found in keys for k in found)
     usable = [{k for k in found if holders[k] <= config.max_bucket} for found in keys]
+    by_text = [found & usable_keys for found, usable_keys in zip(text_keys, usable, strict=True)]
     # as RevisionMerges pairs: a key that is only a part of both titles pairs nothing
     parts = [{k for k, part in title_run_keys(v).items() if part} for v in views]
     similarity = vectors @ vectors.T
@@ -155,6 +163,8 @@ def rule_pairs(
                 "cosine": cos,
                 "evidence": found,
                 "meets": bool((usable[i] & usable[j]) - (parts[i] & parts[j])),
+                # ... through a key of the texts alone (what blocking found without vectors)
+                "meets_by_text": bool((by_text[i] & by_text[j]) - (parts[i] & parts[j])),
                 "tier": config.tier(cos, found),
                 "titles": (a.title, b.title),
                 "index": (int(i), int(j)),
@@ -180,6 +190,7 @@ def tier_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
                 "pairs": total,
                 "accepted_by_rule": sum(p["tier"] is not None for p in found),
                 "merged": sum(p["tier"] is not None and p["meets"] for p in found),
+                "merged_by_text": sum(p["tier"] is not None and p["meets_by_text"] for p in found),
             }
         )
     distinct = [p for p in pairs if not p["same"]]
@@ -191,6 +202,7 @@ def tier_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
                 "pairs": "-",
                 "accepted_by_rule": sum(p["tier"] is not None for p in mine),
                 "merged": sum(p["tier"] is not None and p["meets"] for p in mine),
+                "merged_by_text": sum(p["tier"] is not None and p["meets_by_text"] for p in mine),
             }
         )
     similarity = vectors @ vectors.T
@@ -228,20 +240,24 @@ def tier_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
     }
 
 
-def tier_section(results: dict[str, Any], seeds_dir: Path = SEEDS) -> None:
+def tier_section(
+    results: dict[str, Any], seeds_dir: Path = SEEDS
+) -> tuple[list[Paper], np.ndarray]:
     papers = revision_papers(REVISIONS_BY_KIND) + revision_papers()
     if seeds_dir.is_dir() and any(seeds_dir.glob("*.txt")):
         papers += seed_papers(seeds_dir)
-    measured = tier_tables(papers, embed(papers))
+    vectors = embed(papers)
+    measured = tier_tables(papers, vectors)
     results["semantic_tiers"] = measured
     emit(
         results,
         render_table(
             "Revision merge per kind: pairs the tiered rule accepts, and those the pipeline "
-            "merges (the pair must also share a blocking key); distinct rows: false merges",
-            ["kind", "pairs", "accepted by the rule", "merged"],
+            "merges (the pair must also share a blocking key: of the texts or of the vectors; "
+            "'text keys only' is the blocking without vector keys); distinct rows: false merges",
+            ["kind", "pairs", "accepted by the rule", "merged", "text keys only"],
             [
-                [r["kind"], r["pairs"], r["accepted_by_rule"], r["merged"]]
+                [r["kind"], r["pairs"], r["accepted_by_rule"], r["merged"], r["merged_by_text"]]
                 for r in measured["per_kind"]
             ],
         ),
@@ -275,3 +291,249 @@ def tier_section(results: dict[str, Any], seeds_dir: Path = SEEDS) -> None:
             ],
         ),
     )
+    return papers, vectors
+
+
+# ---------------------------------------------------------------------- the vector keys
+
+# Settings compared for the vector keys (bits per band x bands); the default is among them.
+VECTOR_SETTINGS = ((16, 64), (18, 96), (18, 128), (20, 128), (20, 176))
+CURVE_COSINES = (0.80, 0.83, 0.86, 0.90, 0.95)
+CURVE_PAIRS = 2_000
+STAGE_WORKER = "_stage-worker"
+STAGE_CANONICALS = (20_000, 100_000)
+# synthetic canonicals share one direction as much as the seed papers' embeddings do (mean
+# pairwise cosine 0.42 measured on them): sqrt(0.42) of the mean direction, the rest noise
+SHARED_DIRECTION = 0.42
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    rows = rng.standard_normal((n, dim))
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def at_cosine(rng: np.random.Generator, base: np.ndarray, target: float) -> np.ndarray:
+    """Unit rows with exactly cosine ``target`` to the unit rows of ``base``."""
+    other = rng.standard_normal(base.shape)
+    other -= np.sum(other * base, axis=1, keepdims=True) * base
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    return target * base + np.sqrt(1.0 - target**2) * other
+
+
+def measured_curve(lsh: VectorLSH, dim: int, seed: int = 5) -> list[float]:
+    """Share of CURVE_PAIRS random pairs at each of CURVE_COSINES that share a band key."""
+    rng = np.random.default_rng(seed)
+    shares = []
+    for target in CURVE_COSINES:
+        base = unit_rows(rng, CURVE_PAIRS, dim)
+        codes_a, codes_b = band_codes(base, lsh), band_codes(at_cosine(rng, base, target), lsh)
+        shares.append(float(np.mean((codes_a == codes_b).any(axis=1))))
+    return shares
+
+
+def vector_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
+    """For each setting of VECTOR_SETTINGS: the collision curve (formula and measured on
+    random pairs), the revisions the rule accepts that share a band key, and how full the
+    buckets get: the chance two distinct seed papers share one band's key, times the
+    corpus size, is the expected number of others in a canonical's bucket of that band."""
+    config = SemanticConfig()
+    accepted = [
+        p["index"]
+        for p in rule_pairs(papers, vectors, config)
+        if p["same"] and p["tier"] is not None
+    ]
+    seeds = np.array([i for i, p in enumerate(papers) if p.source == "seeds"])
+    rows = []
+    for bits, bands in VECTOR_SETTINGS:
+        lsh = VectorLSH(bits=bits, bands=bands)
+        codes = band_codes(vectors, lsh)
+        found = sum(bool((codes[a] == codes[b]).any()) for a, b in accepted)
+        rate = None
+        if len(seeds) > 1:
+            together = 0
+            for band in range(bands):
+                _, counts = np.unique(codes[seeds, band], return_counts=True)
+                together += int((counts * (counts - 1)).sum())
+            rate = together / bands / (len(seeds) * (len(seeds) - 1))
+        rows.append(
+            {
+                "bits": bits,
+                "bands": bands,
+                "default": lsh == config.vectors,
+                "formula": [round(lsh.collision_probability(c), 3) for c in CURVE_COSINES],
+                "measured": [round(s, 3) for s in measured_curve(lsh, vectors.shape[1])],
+                "accepted_revisions": len(accepted),
+                "accepted_sharing_a_key": found,
+                "bucket_at_100k": None if rate is None else round(rate * 100_000, 1),
+                "bucket_at_1m": None if rate is None else round(rate * 1_000_000),
+            }
+        )
+    return {"settings": rows}
+
+
+def vector_section(results: dict[str, Any], papers: list[Paper], vectors: np.ndarray) -> None:
+    measured = vector_tables(papers, vectors)
+    results["semantic_vectors"] = measured
+    cosines = " / ".join(f"{c:.2f}" for c in CURVE_COSINES)
+    emit(
+        results,
+        render_table(
+            "Vector keys: chance a pair shares a band key at cosine "
+            f"{cosines} (formula; measured on {CURVE_PAIRS:,} random pairs each), revisions "
+            "the rule accepts that share one, and the expected others in a bucket (rate of "
+            "two distinct seed papers sharing a band key x corpus size; hotter buckets than "
+            f"the cap of {SemanticConfig().max_bucket} are skipped)",
+            [
+                "bits x bands",
+                "formula",
+                "measured",
+                "accepted revisions sharing",
+                "at 100k",
+                "at 1M",
+            ],
+            [
+                [
+                    f"{r['bits']} x {r['bands']}" + (" (default)" if r["default"] else ""),
+                    " ".join(f"{v:.3f}" for v in r["formula"]),
+                    " ".join(f"{v:.3f}" for v in r["measured"]),
+                    f"{r['accepted_sharing_a_key']} of {r['accepted_revisions']}",
+                    "-" if r["bucket_at_100k"] is None else f"{r['bucket_at_100k']:.1f}",
+                    "-" if r["bucket_at_1m"] is None else f"{r['bucket_at_1m']:,}",
+                ]
+                for r in measured["settings"]
+            ],
+        ),
+    )
+
+
+def stage_candidates(count: int, dim: int = 384, seed: int = 17) -> tuple[list, set]:
+    """``count`` synthetic merge candidates (vectors only, no text: the stage is timed on
+    its vector keys) sharing one direction as the seed papers do, 1 % of them planted at
+    cosine 0.90-0.97 to another; (candidates, the planted (absorbed, into) pairs)."""
+    from transforms.enrich.semantic.rule import Candidate
+
+    rng = np.random.default_rng(seed)
+    shared = unit_rows(rng, 1, dim)[0]
+    planted = count // 100
+    noise = unit_rows(rng, count - planted, dim)
+    base = np.sqrt(SHARED_DIRECTION) * shared + np.sqrt(1 - SHARED_DIRECTION) * noise
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    targets = rng.uniform(0.90, 0.97, (planted, 1))
+    near = np.stack([at_cosine(rng, base[i : i + 1], float(t))[0] for i, t in enumerate(targets)])
+    vectors = np.concatenate([base, near]).astype(np.float32)
+    lsh = SemanticConfig().vectors
+    ids = [f"c{i:07d}" for i in range(count)]
+    keys = vector_keys(vectors, lsh)
+    candidates = [Candidate(ids[i], (i,), keys[i], vectors[i]) for i in range(count)]
+    pairs = {(ids[count - planted + i], ids[i]) for i in range(planted)}
+    return candidates, pairs
+
+
+def stage_worker(result_path: str, count: int) -> None:
+    """The child of one timed stage run: RevisionMerges over ``count`` synthetic candidates
+    on the FnApiRunner (in-process), timed after the candidates are built."""
+    import time
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from bench.reference import peak_rss_mib
+    from transforms.enrich.semantic.merges import RevisionMerges
+
+    candidates, planted = stage_candidates(count)
+    started = time.perf_counter()
+    found: list[tuple[str, str]] = []
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    with beam.Pipeline(options=options) as p:
+        merges = (
+            p
+            | beam.Create(candidates, reshuffle=False)
+            | RevisionMerges(SemanticConfig())
+            | beam.MapTuple(lambda old, m: (old, m.into))
+        )
+        _ = merges | beam.combiners.ToList() | beam.Map(found.extend)
+    seconds = time.perf_counter() - started
+    result = p.result.metrics().query()["counters"]
+    counters = {
+        c.key.metric.name: c.committed for c in result if c.key.metric.namespace == "semantic"
+    }
+    document = {
+        "canonicals": count,
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": peak_rss_mib(),
+        "planted": len(planted),
+        "planted_found": len(planted & set(found)),
+        "merges": len(found),
+        "buckets": counters.get("buckets", 0),
+        "skipped_buckets": counters.get("skipped_buckets", 0),
+        "verified_pairs": counters.get("verified_pairs", 0),
+    }
+    Path(result_path).write_text(json.dumps(document))
+
+
+def stage_section(settings: Settings, results: dict[str, Any]) -> None:
+    """The merge stage alone at STAGE_CANONICALS synthetic canonicals, each in a fresh
+    process (the model is not involved: vectors are given)."""
+    import sys
+
+    from bench.common import measure_child
+
+    rows = []
+    for count in STAGE_CANONICALS:
+        log(f"semantic: merge stage on {count:,} synthetic canonicals")
+        work = settings.out / "semantic-stage"
+        work.mkdir(parents=True, exist_ok=True)
+        measured, _ = measure_child(
+            [
+                sys.executable,
+                "-m",
+                "bench.semantic",
+                STAGE_WORKER,
+                str(work / "r.json"),
+                str(count),
+            ],
+            work / "r.json",
+            work / f"stage-{count}.log",
+        )
+        rows.append(measured)
+    results["semantic_stage"] = rows
+    emit(
+        results,
+        render_table(
+            "Semantic merge stage alone (RevisionMerges, FnApiRunner in-process; synthetic "
+            "vectors sharing one direction like the seed papers', 1 % planted at cosine "
+            "0.90-0.97; vector keys only, no names)",
+            [
+                "canonicals",
+                "wall s",
+                "peak RSS MiB",
+                "buckets",
+                "skipped",
+                "pairs verified",
+                "planted found",
+                "merges",
+            ],
+            [
+                [
+                    f"{r['canonicals']:,}",
+                    r["seconds"],
+                    f"{r['peak_rss_mib']:,.0f}",
+                    f"{r['buckets']:,}",
+                    f"{r['skipped_buckets']:,}",
+                    f"{r['verified_pairs']:,}",
+                    f"{r['planted_found']} of {r['planted']}",
+                    f"{r['merges']:,}",
+                ]
+                for r in rows
+            ],
+        ),
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == STAGE_WORKER:
+        stage_worker(sys.argv[2], int(sys.argv[3]))
+    else:
+        sys.exit(f"usage: python -m bench.semantic {STAGE_WORKER} RESULT.json CANONICALS")

@@ -142,7 +142,9 @@ PAPER_NAME_FIELDS: list[pa.Field] = [
         "names",
         pa.list_(pa.string()),
         "The merge's blocking keys of its text (transforms.enrich.semantic.evidence.blocking_keys): "
-        "coined names and hashes of its title runs, first sentence and code links.",
+        "coined names and hashes of its title runs, first sentence and code links; for a "
+        "candidate also the band keys of its own vector ('v:' + band + code, "
+        "transforms.enrich.semantic.vectors).",
         False,
     ),
     _field(

@@ -26,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.incremental.part import find_part
+from beam_jobs.incremental.part import PartVectors, find_part
 from beam_jobs.store import versions
 from beam_jobs.store.rows import RowGroupWriter, write_rows
 from beam_jobs.store.tables import (
@@ -40,6 +41,7 @@ from beam_jobs.store.tables import (
     written_files,
 )
 from transforms.dedup.duplicates import DedupConfig
+from transforms.enrich.embed import EmbedConfig
 from transforms.enrich.semantic.evidence import names_row_of
 from transforms.enrich.semantic.rule import SemanticConfig
 from transforms.incremental.joined import JoinedCopy, grown_cluster, joined_row
@@ -200,7 +202,10 @@ def _plan_and_supersede(channel, request: UpdateRequest, in_child: bool = False)
     """The background half of an update: plan the affected part, write it where the
     pipeline's DoFns read it, report, then write what supersedes the previous version."""
     try:
-        affected, joined = request.find_part()
+        vectors = request.part_vectors()
+        affected, joined = request.find_part(vectors)
+        if vectors is not None:
+            vectors.write(request.planned_embeddings)
         with FileSystems.create(request.part_file) as fh:
             fh.write(affected.to_json().encode())
         extract_part_records(request.previous_root, affected, request.part_records)
@@ -241,6 +246,7 @@ class UpdateRequest:
     semantic: SemanticConfig | None
     digest_year: int | None
     retried: tuple[str, ...] = ()  # dumps read again: their old inputs/dead_letter rows go
+    embed: EmbedConfig | None = None
 
     @property
     def part_file(self) -> str:
@@ -255,9 +261,27 @@ class UpdateRequest:
     def staging(self) -> str:
         return FileSystems.join(self.root, STAGING)
 
-    def find_part(self) -> tuple[UpdatePart, list[JoinedCopy]]:
+    @property
+    def planned_embeddings(self) -> str | None:
+        """The vectors the plan embeds (vector blocking keys; None without them), a known
+        ``embeddings`` file to the job and then one of the version's."""
+        if self.embed is None or self.semantic is None or not self.semantic.vectors.enabled:
+            return None
+        return FileSystems.join(self.staging, "embeddings", "planned-00000.parquet")
+
+    def part_vectors(self) -> PartVectors | None:
+        if self.planned_embeddings is None:
+            return None
+        return PartVectors(self.previous_root, self.embed, self.semantic)
+
+    def find_part(self, vectors: PartVectors | None = None) -> tuple[UpdatePart, list[JoinedCopy]]:
         return find_part(
-            self.previous_root, list(self.new_files), self.dedup, self.semantic, self.digest_year
+            self.previous_root,
+            list(self.new_files),
+            self.dedup,
+            self.semantic,
+            self.digest_year,
+            vectors,
         )
 
 
@@ -348,7 +372,21 @@ class BackgroundUpdate:
             target = FileSystems.join(self.request.root, table)
             if not versions.dir_exists(target) and not versions.is_remote(target):
                 os.makedirs(target, exist_ok=True)
+            staged = _without_empty(staged)
             names = [FileSystems.join(target, p.rsplit("/", 1)[-1]) for p in staged]
             FileSystems.rename(staged, names)
         versions.delete_dir(staging)
         return unchanged
+
+
+def _without_empty(files: list[str]) -> list[str]:
+    """The staged files that hold rows (the plan's embeddings file is written even when it
+    embedded nothing, and a version lists no empty file)."""
+    kept = []
+    for path in files:
+        with FileSystems.open(path) as fh:
+            if pq.ParquetFile(fh).metadata.num_rows:
+                kept.append(path)
+                continue
+        FileSystems.delete([path])
+    return kept

@@ -23,26 +23,39 @@ any name) is skipped, so re-adding a day changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.incremental.dumps import metadata_of
-from beam_jobs.store.tables import read_table, table_files
+from beam_jobs.store.rows import RowGroupWriter
+from beam_jobs.store.tables import read_table, select_rows, table_files
 from transforms.dedup.duplicates import DedupConfig
 from transforms.dedup.minhash import MinHasher, band_hashes
+from transforms.enrich.embed import EmbedConfig, EmbeddingFailure, SentenceTransformerHandler
+from transforms.enrich.known import embedding_key, embeddings_of_table
 from transforms.enrich.semantic.evidence import paper_names
 from transforms.enrich.semantic.rule import SemanticConfig
+from transforms.enrich.semantic.vectors import vector_keys
 from transforms.incremental.joined import ROLE_COLUMNS, JoinedCopy, joined_copies
-from transforms.incremental.part import NewTexts, PreviousIndex, UpdatePart, affected_part
+from transforms.incremental.part import (
+    NewTexts,
+    PreviousIndex,
+    UpdatePart,
+    affected_part,
+    rows_where,
+)
 from transforms.ingest.lines import decompressed, parse_stream
 from transforms.ingest.parse import file_context
 from transforms.ingest.read import check_regular_file, modified_year
 from transforms.records import Record
+from transforms.schema import embeddings_schema
 from transforms.text import normalized_text
 
 
@@ -52,10 +65,14 @@ def find_part(
     dedup: DedupConfig,
     semantic: SemanticConfig | None,
     digest_year: int | None = None,
+    vectors: PartVectors | None = None,
 ) -> tuple[UpdatePart, list[JoinedCopy]]:
     """The part of the version at ``previous_root`` that ``new_files`` can change, and the
     new records that join a known cluster directly (see :mod:`transforms.incremental.part`); all of
-    the version (and no direct joins) when it has no update index."""
+    the version (and no direct joins) when it has no update index.
+
+    ``vectors``: with vector blocking (:mod:`transforms.enrich.semantic.vectors`), where the
+    band keys of records without a stored vector come from (it embeds them)."""
     index = read_index(previous_root, dedup, semantic is not None)
     if index is None:
         return UpdatePart.all(), []
@@ -78,8 +95,17 @@ def find_part(
         # what the records the job clusters name (a copy two records share can differ in
         # case or hyphens, so each record's own names)
         names = [paper_names(r.title, r.abstract) for r in seeds] if semantic else []
+        part_keys = None
+        if vectors is not None and index.names is not None:
+            # any record of the part may be a canonical when it is clustered again: the band
+            # keys of every vector it could have count, as all of its names do
+            names = [n | k for n, k in zip(names, vectors.of_new(seeds), strict=True)]
+            part_keys = functools.partial(vectors.of_part, index.names)
         part = affected_part(
-            index, NewTexts([r.content_hash for r in seeds], bands, names), max_bucket
+            index,
+            NewTexts([r.content_hash for r in seeds], bands, names),
+            max_bucket,
+            part_keys,
         )
         # A copy whose cluster is in the part goes through the job with it, where it may
         # become a canonical: plan again with it (and its names) among the seeds.
@@ -93,6 +119,7 @@ def find_part(
         part,
         joined=frozenset(joined_ids),
         new_records=len(records),
+        planned_embeddings=frozenset(vectors.fresh) if vectors is not None else frozenset(),
         previous_records=previous.num_rows,
         previous_clusters=pc.count_distinct(previous.column("cluster_id")).as_py(),
     )
@@ -126,6 +153,100 @@ def read_index(root: str, dedup: DedupConfig, semantic: bool) -> PreviousIndex |
         bands=bands,
         names=names,
     )
+
+
+class PartVectors:
+    """The band keys of vectors the plan needs but the index does not hold.
+
+    The index holds the keys of every old merge candidate (``paper_names``). A new record, or
+    an old record that was no candidate, may be a canonical once its cluster is clustered
+    again, so the plan needs the keys of its vector too. The vector is the stored one of its
+    exact text if an earlier run embedded it; otherwise it is embedded here, once, and
+    ``fresh`` keeps it: the update writes it to its ``embeddings`` table, where the job finds
+    it as a known vector and does not embed the text again.
+    """
+
+    def __init__(self, root: str, embed: EmbedConfig, semantic: SemanticConfig) -> None:
+        self._root = root
+        self._embed = embed
+        self._lsh = semantic.vectors
+        self._model = None
+        self._keys: dict[str, frozenset[str]] = {}  # by text key
+        self._asked: set[str] = set()  # old record ids already looked at
+        self._found: set[str] = set()
+        self.fresh: dict[str, np.ndarray] = {}  # text key -> vector embedded here
+
+    def of_new(self, records: list[Record]) -> list[frozenset[str]]:
+        texts = [self._embed.text(r.title, r.abstract) for r in records]
+        return self._keys_of(texts)
+
+    def of_part(self, names: pa.Table, record_ids: set[str]) -> set[str]:
+        """The band keys of the part's old records that were no merge candidate."""
+        asked = record_ids - self._asked
+        self._asked |= asked
+        if asked:
+            rows = rows_where(names, "record_id", asked)
+            others = rows.filter(pc.invert(rows["candidate"]))["record_id"].to_pylist()
+            if others:
+                found = select_rows(
+                    self._root, "records", ["title", "abstract"], "record_id", others
+                )
+                texts = [
+                    self._embed.text(title, abstract)
+                    for title, abstract in zip(
+                        found["title"].to_pylist(), found["abstract"].to_pylist(), strict=True
+                    )
+                ]
+                self._found |= set().union(*self._keys_of(texts))
+        return self._found
+
+    def _keys_of(self, texts: list[str]) -> list[frozenset[str]]:
+        keys = [embedding_key(text) for text in texts]
+        wanted = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._keys}
+        if wanted:
+            vectors = dict(self._stored(wanted))
+            missing = [k for k in wanted if k not in vectors]
+            vectors.update(self._embedded(missing, [wanted[k] for k in missing]))
+            for key in wanted:
+                vector = vectors.get(key)
+                self._keys[key] = (
+                    frozenset() if vector is None else vector_keys([vector], self._lsh)[0]
+                )
+        return [self._keys[k] for k in keys]
+
+    def _stored(self, wanted: Mapping[str, str]) -> Iterator[tuple[str, np.ndarray]]:
+        if not table_files(self._root, "embeddings"):
+            return iter(())
+        found = select_rows(self._root, "embeddings", ["text_key", "embedding"], "text_key", wanted)
+        return embeddings_of_table(found)
+
+    def _embedded(self, keys: list[str], texts: list[str]) -> dict[str, np.ndarray]:
+        if not texts:
+            return {}
+        handler = SentenceTransformerHandler(self._embed)
+        if self._model is None:
+            self._model = handler.load_model()
+        vectors = {}
+        for key, vector in zip(keys, handler.run_inference(texts, self._model), strict=True):
+            if not isinstance(vector, EmbeddingFailure):  # the job will not embed it either
+                vectors[key] = self.fresh[key] = np.asarray(vector, dtype=np.float32)
+        return vectors
+
+    def write(self, path: str) -> None:
+        """The vectors embedded here as an ``embeddings`` file (written even when empty: the
+        job's list of known vectors names it before planning ends)."""
+        writer = RowGroupWriter(path, keep_empty=True)
+        keys = sorted(self.fresh)
+        if keys:
+            dim = len(self.fresh[keys[0]])
+            vectors = np.stack([self.fresh[k] for k in keys]).reshape(-1)
+            embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors, pa.float32()), dim)
+            writer.write(
+                pa.table([pa.array(keys, pa.string()), embedding], schema=embeddings_schema(dim))
+            )
+        # an empty file is read as no rows whatever its vector size, and never moved into
+        # the table (BackgroundUpdate.finish)
+        writer.close(embeddings_schema())
 
 
 class UnreadableHere(Exception):

@@ -475,6 +475,8 @@ RUN_VALUES = {
     "--lsh_shards": st.integers(-5, 10**6).map(str) | numbers,
     "--output_shards": st.integers(-5, 10**6).map(str) | numbers,
     "--semantic_threshold": st.floats(allow_nan=True).map(str) | numbers,
+    "--semantic_vector_bits": st.sampled_from(["0", "-3", "33", "x", ""]),
+    "--semantic_vector_bands": st.sampled_from(["-1", "4097", "x", ""]),
     "--canonical_policy": st.sampled_from(["earliest", "latest", "longest", "newest", ""]),
     "--shingle": st.sampled_from(["word", "char", "byte", ""]),
     "--text_template": st.sampled_from(["{title}", "{nope}", "{", "}", ""]) | st.text(max_size=8),

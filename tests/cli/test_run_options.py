@@ -90,13 +90,20 @@ def test_a_bad_option_value_is_one_line_not_the_usage(capsys, dump, tmp_path, op
 
 @pytest.mark.parametrize(
     "option",
-    ["--semantic_threshold=7", "--semantic_threshold=nan"],
+    [
+        "--semantic_threshold=7",
+        "--semantic_threshold=nan",
+        "--semantic_vector_bits=0",
+        "--semantic_vector_bits=33",
+        "--semantic_vector_bands=-1",
+        "--semantic_vector_bands=x",
+    ],
 )
 @pytest.mark.parametrize("embeddings", [[], ["--no_embeddings"]])
-def test_semantic_threshold_above_1_is_refused(capsys, dump, tmp_path, option, embeddings):
+def test_a_bad_semantic_setting_is_refused(capsys, dump, tmp_path, option, embeddings):
     out = tmp_path / "out"
     argv = ["run", f"--input={dump}", f"--output={out}", option, *embeddings]
-    assert "--semantic_threshold" in refused(capsys, argv, out)
+    assert option.split("=")[0] in refused(capsys, argv, out)
 
 
 @pytest.mark.parametrize("flag", ["--taxonomy", "--tag_examples"])

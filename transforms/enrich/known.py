@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.enrich.embed import EmbedConfig, EmbedTexts
+from transforms.incremental.part import UpdatePartSource, load_part
 from transforms.metrics import counter
 
 
@@ -56,24 +57,41 @@ class EmbeddedTexts(NamedTuple):
     failures: beam.PCollection
 
 
-def _reuse_or_embed(element, reused_counter, embedded_counter) -> Iterator:
+class _ReuseOrEmbed(beam.DoFn):
     """(text key, {want: [(cluster_id, text)], known: [vector]}) -> ((cluster_id, key),
-    vector) when the text was embedded before (tagged), else ((cluster_id, key), text)."""
-    key, joined = element
-    vectors = list(itertools.islice(joined["known"], 1))
-    for cluster_id, text in joined["want"]:
-        if vectors:
-            reused_counter.inc()
-            yield beam.pvalue.TaggedOutput(REUSE, ((cluster_id, key), vectors[0]))
-        else:
-            embedded_counter.inc()
-            yield (cluster_id, key), text
+    vector) when the text was embedded before (tagged), else ((cluster_id, key), text).
+
+    A vector an update's plan embedded this run (``planned_embeddings`` of the part) counts
+    as ``embeddings_planned``, not as reused: it was computed now, not by an earlier run."""
+
+    def __init__(self, plan: UpdatePartSource | None = None) -> None:
+        self._plan = plan
+        self._planned: frozenset[str] = frozenset()
+        self._reused = counter("embeddings_reused")
+        self._from_plan = counter("embeddings_planned")
+        self._embedded = counter("embedded_texts")
+
+    def setup(self) -> None:
+        if self._plan is not None:
+            self._planned = load_part(self._plan).planned_embeddings
+
+    def process(self, element) -> Iterator:
+        key, joined = element
+        vectors = list(itertools.islice(joined["known"], 1))
+        for cluster_id, text in joined["want"]:
+            if vectors:
+                (self._from_plan if key in self._planned else self._reused).inc()
+                yield beam.pvalue.TaggedOutput(REUSE, ((cluster_id, key), vectors[0]))
+            else:
+                self._embedded.inc()
+                yield (cluster_id, key), text
 
 
 class EmbedUnseenTexts(beam.PTransform):
     """(cluster_id, text) -> :class:`EmbeddedTexts`: texts whose embedding is in ``known``
     (Arrow tables of the ``embeddings`` table, keyed by :func:`embedding_key`) are not
-    embedded again. Counters ``embedded_texts`` (sent to the model) and ``embeddings_reused``.
+    embedded again. Counters ``embedded_texts`` (sent to the model), ``embeddings_reused`` and
+    ``embeddings_planned`` (vectors an update's plan computed this run, see ``plan``).
     Only the vectors of the texts at hand leave the known tables (a side input of their
     keys filters each table), not the whole table.
 
@@ -81,10 +99,16 @@ class EmbedUnseenTexts(beam.PTransform):
     a text is embedded at most once per run, and never again by a later update.
     """
 
-    def __init__(self, config: EmbedConfig, known: beam.PCollection | None = None) -> None:
+    def __init__(
+        self,
+        config: EmbedConfig,
+        known: beam.PCollection | None = None,
+        plan: UpdatePartSource | None = None,
+    ) -> None:
         super().__init__()
         self._config = config
         self._known = known
+        self._plan = plan
 
     def expand(self, texts: beam.PCollection) -> EmbeddedTexts:
         pipeline = texts.pipeline
@@ -101,11 +125,7 @@ class EmbedUnseenTexts(beam.PTransform):
             }
             | "JoinKnownEmbeddings" >> beam.CoGroupByKey()
             | "ReuseOrEmbed"
-            >> beam.FlatMap(
-                _reuse_or_embed,
-                counter("embeddings_reused"),
-                counter("embedded_texts"),
-            ).with_outputs(REUSE, main="embed")
+            >> beam.ParDo(_ReuseOrEmbed(self._plan)).with_outputs(REUSE, main="embed")
         )
         fresh = split.embed | "EmbedTexts" >> EmbedTexts(self._config)
         both = (split[REUSE], fresh.embeddings) | "AllEmbeddings" >> beam.Flatten()

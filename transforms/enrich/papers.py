@@ -20,9 +20,10 @@ import apache_beam as beam
 
 from transforms.enrich.embed import EmbedConfig, embedding_text
 from transforms.enrich.known import EmbedUnseenTexts
-from transforms.enrich.semantic.evidence import names_row
+from transforms.enrich.semantic.evidence import names_row_of
 from transforms.enrich.semantic.merges import RevisionMerges
 from transforms.enrich.semantic.rule import Merge, SemanticConfig, candidate, merged_row
+from transforms.enrich.semantic.vectors import VectorLSH, vector_keys
 from transforms.enrich.tags.tagging import TagPapers, Taxonomy
 from transforms.incremental.part import UpdatePartSource
 from transforms.metrics import counted, counter
@@ -76,7 +77,8 @@ class EmbedAndTagPapers(beam.PTransform):
             >> beam.Map(
                 lambda r: (r["cluster_id"], embedding_text(r["title"], r["abstract"], template))
             )
-            | "EmbedUnseenTexts" >> EmbedUnseenTexts(self._config, self._known_embeddings)
+            | "EmbedUnseenTexts"
+            >> EmbedUnseenTexts(self._config, self._known_embeddings, self._update_part)
         )
         _ = embedded.failures | "CountEmbeddingFailures" >> beam.Map(
             counted, counter("embedding_failures")
@@ -100,7 +102,7 @@ class EmbedAndTagPapers(beam.PTransform):
         if self._semantic is not None:
             policy = self._semantic.canonical_policy
             candidates = with_embeddings | "MergeCandidates" >> beam.FlatMap(
-                _merge_candidates, policy
+                _merge_candidates, policy, self._semantic.vectors
             )
             merges = candidates | "RevisionMerges" >> RevisionMerges(
                 self._semantic, self._update_part
@@ -114,14 +116,14 @@ class EmbedAndTagPapers(beam.PTransform):
                 | "JoinMergedCanonical" >> beam.CoGroupByKey()
                 | "MergedEnrichment" >> beam.FlatMap(_merged_enrichment)
             )
+        clusters = joined | "JoinEnrichment" >> beam.CoGroupByKey()
         enriched = (
-            joined
-            | "JoinEnrichment" >> beam.CoGroupByKey()
+            clusters
             | "EnrichRows" >> beam.FlatMap(_enrich)
             | "CountEnrichedRows" >> beam.Map(counted, counter("rows_enriched"))
         )
         if self._semantic is not None:
-            names = enriched | "NameRows" >> beam.Map(names_row)
+            names = clusters | "NameRows" >> beam.FlatMap(_name_rows, self._semantic.vectors)
         return EnrichedPapers(enriched, merges, embedded.fresh, names)
 
 
@@ -132,12 +134,26 @@ def _tag_input(element) -> Iterator[tuple]:
             yield row["cluster_id"], embedding, row["title"], row["abstract"], row["code_urls"]
 
 
-def _merge_candidates(element, policy: str) -> Iterator:
+def _merge_candidates(element, policy: str, vectors: VectorLSH) -> Iterator:
     """Each embedded canonical as a semantic-merge candidate (no vector: no candidate)."""
     _, joined = element
     for row in joined["row"]:
         for embedding in joined["embedding"]:
-            yield candidate(row, embedding, policy)
+            yield candidate(row, embedding, policy, vectors)
+
+
+def _name_rows(element, vectors: VectorLSH) -> Iterator[dict[str, Any]]:
+    """The ``paper_names`` rows of one lexical cluster: its canonical is a merge candidate if
+    it has a vector, and holds the band keys of that vector (its own, not the vector of a
+    cluster it is merged into)."""
+    _, joined = element
+    own = _first(joined["embedding"])
+    keys = vector_keys([own], vectors)[0] if own is not None else frozenset()
+    for row in joined["rows"]:
+        candidate = bool(row["is_canonical"] and own is not None)
+        yield names_row_of(
+            row["record_id"], row["title"], row["abstract"], candidate, keys if candidate else ()
+        )
 
 
 def _merged_enrichment(element) -> Iterator[tuple[str, tuple[Merge, Any, tuple]]]:

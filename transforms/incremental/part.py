@@ -21,11 +21,13 @@ run over everything gives them, while every other cluster stays as it is:
   Such a record is written by the update's planner, not clustered again; a copy that
   would take over as canonical (``--canonical_policy latest``) or whose cluster is in the
   part anyway goes through the pipeline like any new text.
-* **Name closure** (with semantic merging). A canonical outside the part that names
-  something a record of the part names is brought in with its cluster, unless more than
-  ``max_bucket`` canonicals outside hold that name: then the full run skips the name's
-  bucket whatever the part holds, and the update must skip it too (``skip_names``). Any
-  record of the part might become a canonical, so all of their names count.
+* **Name closure** (with semantic merging). A canonical outside the part that holds a
+  blocking key a record of the part holds (a name, a title run, ..., or a band key of its
+  vector) is brought in with its cluster, unless more than ``max_bucket`` canonicals
+  outside hold that key: then the full run skips the key's bucket whatever the part holds,
+  and the update must skip it too (``skip_names``). Any record of the part might become a
+  canonical, so all of their keys count, the band keys of a vector it was never embedded
+  with included (the planner embeds those texts, ``part_keys``).
 
 The part is usually small (the new day's papers and the clusters they join), but it is
 exact, not a heuristic: ``tests/test_incremental.py`` checks updates against full runs.
@@ -34,7 +36,7 @@ exact, not a heuristic: ``tests/test_incremental.py`` checks updates against ful
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -59,6 +61,9 @@ class UpdatePart:
     # new records that join a known cluster directly (the pipeline skips them)
     joined: frozenset[str] = frozenset()
     new_records: int = -1  # records the plan read in the new dumps (-1: not planned)
+    # text keys of the texts the plan embedded (for vector blocking keys), written to the
+    # update's embeddings table before the job runs
+    planned_embeddings: frozenset[str] = frozenset()
     # the previous version's live records and clusters (what the update carries is these
     # less the part)
     previous_records: int = 0
@@ -77,6 +82,7 @@ class UpdatePart:
             "skipped_names": len(self.skip_names),
             "joined_copies": len(self.joined),
             "new_records": self.new_records,
+            "planned_embeddings": len(self.planned_embeddings),
             "everything": int(self.everything),
         }
 
@@ -174,12 +180,17 @@ class _Buckets:
 
 
 def affected_part(
-    previous: PreviousIndex, new: NewTexts, max_bucket: int | None = None
+    previous: PreviousIndex,
+    new: NewTexts,
+    max_bucket: int | None = None,
+    part_keys: Callable[[set[str]], set[str]] | None = None,
 ) -> UpdatePart:
     """The old clusters to cluster again with ``new`` (see the module docstring).
 
     ``max_bucket``: the semantic merge's bucket cap; None when there is no semantic merge
-    (then names play no part).
+    (then names play no part). ``part_keys``: record ids of the part -> blocking keys they
+    may hold beyond their stored names (the band keys of the vectors of records that were
+    no merge candidate; :class:`beam_jobs.incremental.part.PartVectors`).
     """
     records = previous.records
     buckets = _Buckets(previous, new.bands)
@@ -200,7 +211,8 @@ def affected_part(
             skip: set[str] = set()
             break
         part = _strings(rows_where(records, "cluster_id", clusters)["record_id"])
-        outside = _outside_holders(previous.names, part, new_names)
+        wanted = new_names | (part_keys(part) if part_keys is not None else set())
+        outside = _outside_holders(previous.names, part, wanted)
         extra = {
             record_id
             for holders in outside.values()

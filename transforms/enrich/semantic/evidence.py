@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from transforms.dedup.clusters import SEMANTIC
 from transforms.enrich.semantic.names import coined_names
 from transforms.text import code_urls, tokens
 
@@ -179,17 +178,18 @@ def paper_names(title: str, abstract: str) -> frozenset[str]:
     return blocking_keys(title, abstract)
 
 
-def names_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``paper_names`` row of an enriched records-table row: what an update blocks new
-    canonicals against without reading the texts of the corpus again."""
-    was_canonical = row["is_canonical"] or row["dup_kind"] == SEMANTIC
-    candidate = bool(was_canonical and row["embedding"] is not None)
-    return names_row_of(row["record_id"], row["title"], row["abstract"], candidate)
-
-
-def names_row_of(record_id: str, title: str, abstract: str, candidate: bool) -> dict[str, Any]:
+def names_row_of(
+    record_id: str,
+    title: str,
+    abstract: str,
+    candidate: bool,
+    vector_keys: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The ``paper_names`` row of a record: what an update blocks new canonicals against
+    without reading the texts of the corpus again. A merge candidate (a lexical canonical
+    with a vector) also holds the band keys of its own vector (:mod:`.vectors`)."""
     return {
         "record_id": record_id,
-        "names": sorted(paper_names(title, abstract)),
+        "names": sorted(paper_names(title, abstract) | set(vector_keys)),
         "candidate": candidate,
     }

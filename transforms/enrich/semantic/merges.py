@@ -11,7 +11,8 @@ link or first sentence, many content words).
 Shape (worst-case values per key in brackets)::
 
     canonical candidates ─ BlockingKeys (coined names; hashes of title runs, first
-        sentence, code links) ─ GroupByKey [ids holding one key; <= max_bucket + 1 read]
+        sentence, code links; band keys of the vector) ─ GroupByKey [ids holding one
+        key; <= max_bucket + 1 read]
         ─ BucketPairs (every pair of ids of a bucket) ─ DistinctPairs
         ─ JoinFirst [candidate a + ids b it pairs with] ─ JoinSecond [candidate b + the
           candidates a paired with it] ─ VerifyPairs (the tiered rule)
@@ -20,13 +21,16 @@ Shape (worst-case values per key in brackets)::
         ─ SplitComponents (pure: merge_group)  -> (old cluster_id, Merge)
 
 Only ids travel through the buckets; a candidate (vector, view) is shipped once per distinct
-pair it is in. Blocking is by exact keys, so it is never all pairs and an update can find the part of the
-corpus a new canonical can reach before it is embedded (:mod:`transforms.incremental.part`).
-A key held by more than ``max_bucket`` canonicals (``GANs``, "for large language models")
-does not identify one paper and its bucket is skipped (counter ``semantic/skipped_buckets``).
-The price: a pair that shares no key is never compared, so a v2 that rewords its title and
-coins no name is found only through its first sentence or code link (docs/benchmarks.md,
-section *semantic*, gives recall per kind of revision).
+pair it is in. Keys come from the text (:mod:`.evidence`) and from the canonical's embedding
+(:mod:`.vectors`: random-hyperplane band keys, 128 per canonical by default), so a revision
+that rewords its title and coins no name still meets its first version in a bucket of its
+vector. Blocking is by exact keys, so it is never all pairs; an update finds the part of the
+corpus a new canonical can reach from the stored keys (:mod:`transforms.incremental.part`).
+A key held by more than ``max_bucket`` canonicals (``GANs``, "for large language models",
+a band code of a crowded region of the embedding space) does not identify one paper and its
+bucket is skipped (counter ``semantic/skipped_buckets``); a pair is lost only if every key
+it shares is skipped (docs/benchmarks.md, section *semantic*, gives recall per kind of
+revision and the bucket sizes to expect).
 
 Components can chain (A ~ B, B ~ C, A far from C); :func:`merge_group` splits them as
 :func:`transforms.dedup.clusters.assign_clusters` does, so every merged canonical is accepted by

@@ -28,6 +28,7 @@ import numpy as np
 
 from transforms.dedup.clusters import SEMANTIC, canonical_sort_key, check_policy, date_span
 from transforms.enrich.semantic.evidence import PaperView, blocking_keys, evidence, paper_view
+from transforms.enrich.semantic.vectors import VectorLSH, vector_keys
 from transforms.records import Record
 
 # The cosine-alone bar: distinct papers reach 0.879 (seed dumps) and 0.878 (generated) in
@@ -65,6 +66,8 @@ class SemanticConfig:
     canonical_policy: str = "earliest"
     max_bucket: int = DEFAULT_MAX_BUCKET
     component_rounds: int = 8
+    # band keys of the embeddings, blocking pairs that share no name (vectors.py)
+    vectors: VectorLSH = VectorLSH()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -90,11 +93,14 @@ class SemanticConfig:
 
     def settings(self) -> dict[str, Any]:
         """What of the rule shapes the result (stored with an output; an update must match)."""
-        return {
+        settings: dict[str, Any] = {
             "threshold": self.threshold,
             "max_bucket": self.max_bucket,
             "tiers": [[t.name, t.bar, sorted(t.kinds)] for t in EVIDENCE_TIERS],
         }
+        if self.vectors.enabled:  # absent when off: outputs from before vector keys match
+            settings["vectors"] = self.vectors.settings()
+        return settings
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,15 +197,22 @@ def merge_group(members: Iterable[Candidate], config: SemanticConfig) -> list[Me
     return merges
 
 
-def candidate(row: Mapping[str, Any], embedding: np.ndarray, policy: str) -> Candidate:
-    """The candidate of a canonical records-table row (its names, rank and embedding)."""
+def candidate(
+    row: Mapping[str, Any], embedding: np.ndarray, policy: str, vectors: VectorLSH | None = None
+) -> Candidate:
+    """The candidate of a canonical records-table row (its names, rank and embedding); its
+    blocking keys are those of its text plus, with ``vectors``, the band keys of its vector."""
     record = Record.of_row(row)
     view = paper_view(row["title"], row["abstract"])
+    embedding = np.asarray(embedding, dtype=np.float32)
+    names = blocking_keys(row["title"], row["abstract"], view)
+    if vectors is not None and vectors.enabled:
+        names |= vector_keys([embedding], vectors)[0]
     return Candidate(
         cluster_id=row["cluster_id"],
         rank=canonical_sort_key(policy)(record),
-        names=blocking_keys(row["title"], row["abstract"], view),
-        embedding=np.asarray(embedding, dtype=np.float32),
+        names=names,
+        embedding=embedding,
         view=view,
     )
 
