@@ -155,10 +155,11 @@ class DigestflowOptions(PipelineOptions):
         parser.add_argument(
             "--semantic_vector_bands",
             type=int,
-            default=VectorLSH.bands,
+            default=0,
             help="Revision candidates by embedding: canonicals that share one of this many "
             "random-hyperplane band keys of their vectors are compared, besides those that "
-            f"share a name (default {VectorLSH.bands}; 0: names only; docs/design.md).",
+            f"share a name (default 0: names only; {VectorLSH.bands} is the measured setting; "
+            "its candidate pairs grow fast with the corpus, see docs/design.md).",
         )
         parser.add_argument(
             "--semantic_vector_bits",

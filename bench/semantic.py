@@ -36,7 +36,7 @@ from transforms.enrich.semantic.evidence import (
     title_run_keys,
 )
 from transforms.enrich.semantic.rule import SemanticConfig
-from transforms.enrich.semantic.vectors import VectorLSH, band_codes, vector_keys
+from transforms.enrich.semantic.vectors import VectorLSH, band_codes, sketch, vector_keys
 from transforms.text import normalized_text, tokens
 
 REVISIONS = REPO_ROOT / "tests" / "data" / "revisions.jsonl"
@@ -147,7 +147,6 @@ def rule_pairs(
     ]
     holders = Counter(k for found in keys for k in found)
     usable = [{k for k in found if holders[k] <= config.max_bucket} for found in keys]
-    by_text = [found & usable_keys for found, usable_keys in zip(text_keys, usable, strict=True)]
     # as RevisionMerges pairs: a key that is only a part of both titles pairs nothing
     parts = [{k for k, part in title_run_keys(v).items() if part} for v in views]
     similarity = vectors @ vectors.T
@@ -163,8 +162,6 @@ def rule_pairs(
                 "cosine": cos,
                 "evidence": found,
                 "meets": bool((usable[i] & usable[j]) - (parts[i] & parts[j])),
-                # ... through a key of the texts alone (what blocking found without vectors)
-                "meets_by_text": bool((by_text[i] & by_text[j]) - (parts[i] & parts[j])),
                 "tier": config.tier(cos, found),
                 "titles": (a.title, b.title),
                 "index": (int(i), int(j)),
@@ -178,6 +175,11 @@ def tier_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
     and with the blocking (what the pipeline merges), plus the margin per evidence kind."""
     config = SemanticConfig()
     pairs = rule_pairs(papers, vectors, config)
+    # the same pairs blocked with vector keys too (--semantic_vector_bands)
+    with_vectors = rule_pairs(papers, vectors, SemanticConfig(vectors=VectorLSH()))
+    by_index = {p["index"]: p["meets"] for p in with_vectors}
+    for p in pairs:
+        p["meets_with_vectors"] = by_index[p["index"]]
     revision_keys = Counter(p.key for p in papers)
     kinds = Counter(p.kind or p.source for p in papers if revision_keys[p.key] == 2)
     per_kind = []
@@ -190,7 +192,9 @@ def tier_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
                 "pairs": total,
                 "accepted_by_rule": sum(p["tier"] is not None for p in found),
                 "merged": sum(p["tier"] is not None and p["meets"] for p in found),
-                "merged_by_text": sum(p["tier"] is not None and p["meets_by_text"] for p in found),
+                "merged_with_vectors": sum(
+                    p["tier"] is not None and p["meets_with_vectors"] for p in found
+                ),
             }
         )
     distinct = [p for p in pairs if not p["same"]]
@@ -202,7 +206,9 @@ def tier_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
                 "pairs": "-",
                 "accepted_by_rule": sum(p["tier"] is not None for p in mine),
                 "merged": sum(p["tier"] is not None and p["meets"] for p in mine),
-                "merged_by_text": sum(p["tier"] is not None and p["meets_by_text"] for p in mine),
+                "merged_with_vectors": sum(
+                    p["tier"] is not None and p["meets_with_vectors"] for p in mine
+                ),
             }
         )
     similarity = vectors @ vectors.T
@@ -253,11 +259,18 @@ def tier_section(
         results,
         render_table(
             "Revision merge per kind: pairs the tiered rule accepts, and those the pipeline "
-            "merges (the pair must also share a blocking key: of the texts or of the vectors; "
-            "'text keys only' is the blocking without vector keys); distinct rows: false merges",
-            ["kind", "pairs", "accepted by the rule", "merged", "text keys only"],
+            "merges (the pair must also share a blocking key: of the texts by default, or of "
+            f"the texts or vectors with --semantic_vector_bands {VectorLSH().bands}); distinct "
+            "rows: false merges",
+            ["kind", "pairs", "accepted by the rule", "merged", "merged with vector keys"],
             [
-                [r["kind"], r["pairs"], r["accepted_by_rule"], r["merged"], r["merged_by_text"]]
+                [
+                    r["kind"],
+                    r["pairs"],
+                    r["accepted_by_rule"],
+                    r["merged"],
+                    r["merged_with_vectors"],
+                ]
                 for r in measured["per_kind"]
             ],
         ),
@@ -301,7 +314,7 @@ VECTOR_SETTINGS = ((16, 64), (18, 96), (18, 128), (20, 128), (20, 176))
 CURVE_COSINES = (0.80, 0.83, 0.86, 0.90, 0.95)
 CURVE_PAIRS = 2_000
 STAGE_WORKER = "_stage-worker"
-STAGE_CANONICALS = (20_000, 100_000)
+STAGE_CANONICALS = (2_000, 5_000, 10_000)
 # synthetic canonicals share one direction as much as the seed papers' embeddings do (mean
 # pairwise cosine 0.42 measured on them): sqrt(0.42) of the mean direction, the rest noise
 SHARED_DIRECTION = 0.42
@@ -336,7 +349,7 @@ def vector_tables(papers: list[Paper], vectors: np.ndarray) -> dict[str, Any]:
     random pairs), the revisions the rule accepts that share a band key, and how full the
     buckets get: the chance two distinct seed papers share one band's key, times the
     corpus size, is the expected number of others in a canonical's bucket of that band."""
-    config = SemanticConfig()
+    config = SemanticConfig(vectors=VectorLSH())
     accepted = [
         p["index"]
         for p in rule_pairs(papers, vectors, config)
@@ -393,7 +406,7 @@ def vector_section(results: dict[str, Any], papers: list[Paper], vectors: np.nda
             ],
             [
                 [
-                    f"{r['bits']} x {r['bands']}" + (" (default)" if r["default"] else ""),
+                    f"{r['bits']} x {r['bands']}" + (" (chosen)" if r["default"] else ""),
                     " ".join(f"{v:.3f}" for v in r["formula"]),
                     " ".join(f"{v:.3f}" for v in r["measured"]),
                     f"{r['accepted_sharing_a_key']} of {r['accepted_revisions']}",
@@ -419,12 +432,15 @@ def stage_candidates(count: int, dim: int = 384, seed: int = 17) -> tuple[list, 
     base = np.sqrt(SHARED_DIRECTION) * shared + np.sqrt(1 - SHARED_DIRECTION) * noise
     base /= np.linalg.norm(base, axis=1, keepdims=True)
     targets = rng.uniform(0.90, 0.97, (planted, 1))
-    near = np.stack([at_cosine(rng, base[i : i + 1], float(t))[0] for i, t in enumerate(targets)])
+    near = at_cosine(rng, base[:planted], targets)
     vectors = np.concatenate([base, near]).astype(np.float32)
-    lsh = SemanticConfig().vectors
+    lsh = VectorLSH()
     ids = [f"c{i:07d}" for i in range(count)]
     keys = vector_keys(vectors, lsh)
-    candidates = [Candidate(ids[i], (i,), keys[i], vectors[i]) for i in range(count)]
+    candidates = [
+        Candidate(ids[i], (i,), keys[i], vectors[i], sketch=sketch(vectors[i], lsh))
+        for i in range(count)
+    ]
     pairs = {(ids[count - planted + i], ids[i]) for i in range(planted)}
     return candidates, pairs
 
@@ -442,31 +458,37 @@ def stage_worker(result_path: str, count: int) -> None:
 
     candidates, planted = stage_candidates(count)
     started = time.perf_counter()
-    found: list[tuple[str, str]] = []
+    found = beam.metrics.Metrics.counter("bench", "planted_found")
+
+    def count_planted(pair: tuple[str, str]) -> None:
+        if pair in planted:
+            found.inc()
+
     options = PipelineOptions(["--runner=FnApiRunner"])
     with beam.Pipeline(options=options) as p:
         merges = (
             p
             | beam.Create(candidates, reshuffle=False)
-            | RevisionMerges(SemanticConfig())
+            | RevisionMerges(SemanticConfig(vectors=VectorLSH()))
             | beam.MapTuple(lambda old, m: (old, m.into))
         )
-        _ = merges | beam.combiners.ToList() | beam.Map(found.extend)
+        _ = merges | beam.Map(count_planted)
     seconds = time.perf_counter() - started
     result = p.result.metrics().query()["counters"]
-    counters = {
-        c.key.metric.name: c.committed for c in result if c.key.metric.namespace == "semantic"
-    }
+    counters: Counter[str] = Counter()
+    for found_counter in result:
+        counters[found_counter.key.metric.name] += found_counter.committed
     document = {
         "canonicals": count,
         "seconds": round(seconds, 2),
         "peak_rss_mib": peak_rss_mib(),
         "planted": len(planted),
-        "planted_found": len(planted & set(found)),
-        "merges": len(found),
+        "planted_found": counters.get("planted_found", 0),
+        "merges": counters.get("merged_clusters", 0),
         "buckets": counters.get("buckets", 0),
         "skipped_buckets": counters.get("skipped_buckets", 0),
         "verified_pairs": counters.get("verified_pairs", 0),
+        "sketch_dropped_pairs": counters.get("sketch_dropped_pairs", 0),
     }
     Path(result_path).write_text(json.dumps(document))
 

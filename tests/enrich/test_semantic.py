@@ -42,7 +42,7 @@ from transforms.enrich.semantic.rule import (
     merge_group,
     merged_row,
 )
-from transforms.enrich.semantic.vectors import vector_keys
+from transforms.enrich.semantic.vectors import VectorLSH, vector_keys
 
 REVISIONS = Path(__file__).resolve().parents[1] / "data" / "revisions.jsonl"
 HEADER = "new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nbyAK and the research community\n\n"
@@ -310,7 +310,7 @@ def test_revision_merges_of_each_kind_match_the_rule_and_never_join_distinct_pap
     papers = bench_semantic.revision_papers(bench_semantic.REVISIONS_BY_KIND)
     vectors = bench_semantic.embed(papers)
     ids = [f"{p.key}/{i}" for i, p in enumerate(papers)]
-    config = SemanticConfig()
+    config = SemanticConfig(vectors=VectorLSH())
     banded = vector_keys(vectors, config.vectors)
     members = [
         Candidate(
@@ -592,9 +592,13 @@ def test_an_update_merges_revisions_like_one_full_run(
     assert len(names) == len(read_table(incremental, "records"))
 
 
-def test_an_update_merges_revisions_of_every_kind_like_one_full_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("vector_bands", [0, VectorLSH().bands])
+def test_an_update_merges_revisions_of_every_kind_like_one_full_run(
+    tmp_path: Path, vector_bands: int
+) -> None:
     """The revisions of each kind (and the distinct near-miss papers) as two days: the v2 day
-    as an update ends with the clusters, canonicals and merges of one full run of both."""
+    as an update ends with the clusters, canonicals and merges of one full run of both, with
+    text keys only (the default) and with vector keys."""
     rows = bench_semantic.load_revisions(bench_semantic.REVISIONS_BY_KIND)
     dumps = tmp_path / "dumps"
     dumps.mkdir()
@@ -606,18 +610,40 @@ def test_an_update_merges_revisions_of_every_kind_like_one_full_run(tmp_path: Pa
     write_dump(
         dumps / "digest_2024-05-02.txt", dt.date(2024, 5, 2), [r for r in rows if r["version"] == 2]
     )
+    flags = ("--quiet", f"--semantic_vector_bands={vector_bands}")
     full, incremental = tmp_path / "full", tmp_path / "incremental"
-    run_once([f"{dumps}/*.txt"], full, "--quiet")
-    run_once([str(dumps / "digest_2024-03-13.txt")], incremental, "--quiet")
-    summary = run_once(
-        [str(dumps / "digest_2024-05-02.txt")], incremental, "--incremental", "--quiet"
-    )
+    run_once([f"{dumps}/*.txt"], full, *flags)
+    base = run_once([str(dumps / "digest_2024-03-13.txt")], incremental, *flags)
+    summary = run_once([str(dumps / "digest_2024-05-02.txt")], incremental, "--incremental", *flags)
     assert summary["every_record_written_once"] is True
     ours, theirs = sorted(assignment(incremental)), sorted(assignment(full))
     assert [row[:5] for row in ours] == [row[:5] for row in theirs]
     for a, b in zip(ours, theirs, strict=True):
         assert (a[5] is None) == (b[5] is None) and abs((a[5] or 0) - (b[5] or 0)) < 1e-4
     merged = [row for row in ours if row[4] == SEMANTIC]
-    # the reworded abstracts, extended and reworded titles (vector keys find the latter)
-    assert len(merged) >= 35
     check_clusters_table(incremental)
+    planned = summary["update_part"]["planned_embeddings"]
+    if not vector_bands:
+        assert len(merged) >= 24  # the reworded abstracts and extended titles at least
+        assert planned == 0
+        return
+    # the reworded titles too: the vector keys find them
+    assert len(merged) >= 35
+    by_kind = Counter(
+        r["kind"]
+        for r in rows
+        if r["version"] == 2
+        and (r["title"], r["abstract"])
+        in {
+            (m["title"], m["abstract"])
+            for m in read_table(incremental, "records")
+            if m["dup_kind"] == SEMANTIC
+        }
+    )
+    assert by_kind["reworded_title"] >= 11, by_kind
+    # the plan embedded the day's texts for their band keys; the job reused those vectors,
+    # and no text was embedded twice
+    assert planned > 0
+    assert summary["counters"].get("embeddings_planned", 0) > 0
+    keys = read_table(incremental, "embeddings", "count(*) AS n, count(DISTINCT text_key) AS d")
+    assert keys[0]["n"] == keys[0]["d"] == base["embedded_texts"] + summary["embedded_texts"]

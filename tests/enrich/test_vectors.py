@@ -15,6 +15,10 @@ from transforms.enrich.semantic.vectors import (
     band_codes,
     hyperplanes,
     is_vector_key,
+    sketch,
+    sketch_bits,
+    sketch_cosine,
+    sketch_floor,
     vector_keys,
 )
 from transforms.metrics import SEMANTIC_NAMESPACE
@@ -79,7 +83,7 @@ def test_measured_collisions_follow_the_curve() -> None:
 
 def _candidates(vectors: np.ndarray, lsh: VectorLSH, prefix: str = "c") -> list[Candidate]:
     return [
-        Candidate(f"{prefix}{i:05d}", (i,), keys, v.astype(np.float32))
+        Candidate(f"{prefix}{i:05d}", (i,), keys, v.astype(np.float32), sketch=sketch(v, lsh))
         for i, (v, keys) in enumerate(zip(vectors, vector_keys(vectors, lsh), strict=True))
     ]
 
@@ -87,7 +91,7 @@ def _candidates(vectors: np.ndarray, lsh: VectorLSH, prefix: str = "c") -> list[
 def test_stage_finds_what_a_brute_force_cosine_search_finds() -> None:
     """3,000 vectors, 60 of them close to another (cosine 0.91-0.98), no names at all: the
     Beam stage merges exactly the pairs an all-pairs cosine search puts above the bar."""
-    config = SemanticConfig(threshold=0.9)
+    config = SemanticConfig(threshold=0.9, vectors=VectorLSH())
     rng = np.random.default_rng(11)
     vectors = unit_rows(rng, 2940)
     targets = rng.uniform(0.91, 0.98, 60)
@@ -102,21 +106,55 @@ def test_stage_finds_what_a_brute_force_cosine_search_finds() -> None:
     expected = sorted((members[j].cluster_id, members[i].cluster_id) for i, j in above)
     assert len(expected) == 60
 
-    with TestPipeline() as p:
-        merges = (
-            p
-            | beam.Create(members)
-            | RevisionMerges(config)
-            | beam.MapTuple(lambda old, m: (old, m.into))
-        )
-        assert_that(merges, equal_to(expected))
+    pipeline = TestPipeline()
+    merges = (
+        pipeline
+        | beam.Create(members)
+        | RevisionMerges(config)
+        | beam.MapTuple(lambda old, m: (old, m.into))
+    )
+    assert_that(merges, equal_to(expected))
+    result = pipeline.run()
+    result.wait_until_finish()
+    # random 384-d vectors share band keys now and then; their sketches drop those pairs
+    # before verification, and every planted pair still gets verified
+    assert semantic_counter(result, "verified_pairs") == 60
+    assert semantic_counter(result, "sketch_dropped_pairs") > 0
+
+
+def semantic_counter(result, name: str) -> int:
+    found = result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace(SEMANTIC_NAMESPACE).with_name(name)
+    )["counters"]
+    return sum(c.committed for c in found)
+
+
+def test_sketches_estimate_the_cosine() -> None:
+    lsh = VectorLSH()
+    bits = sketch_bits(lsh)
+    rng = np.random.default_rng(9)
+    base = unit_rows(rng, 200)
+    for target in (0.5, 0.8, 0.95):
+        errors = [
+            sketch_cosine(sketch(b, lsh), sketch(at_cosine(rng, b, target), lsh), bits) - target
+            for b in base
+        ]
+        assert abs(float(np.mean(errors))) < 0.02 and float(np.std(errors)) < 0.04, target
+    # the floor sits four spreads below the bar: a pair at the bar passes with near certainty
+    floor = sketch_floor(0.80, bits)
+    assert 0.6 < floor < 0.8
+    passed = [
+        sketch_cosine(sketch(b, lsh), sketch(at_cosine(rng, b, 0.80), lsh), bits) >= floor
+        for b in base
+    ]
+    assert all(passed)
 
 
 def test_a_hot_vector_bucket_is_skipped_not_paired() -> None:
     """40 canonicals with one vector share every band key: more than max_bucket canonicals
     in each bucket, so every bucket is skipped (counted) and nothing is paired (never
     40 x 39 / 2 pairs)."""
-    config = SemanticConfig(threshold=0.9, max_bucket=32)
+    config = SemanticConfig(threshold=0.9, max_bucket=32, vectors=VectorLSH())
     rng = np.random.default_rng(3)
     centre = unit_rows(rng, 1)[0]
     hot = np.repeat(centre[None, :], 40, axis=0)
@@ -126,16 +164,14 @@ def test_a_hot_vector_bucket_is_skipped_not_paired() -> None:
     assert_that(merges, equal_to([]))
     result = pipeline.run()
     result.wait_until_finish()
-    skipped = result.metrics().query(
-        beam.metrics.MetricsFilter().with_namespace(SEMANTIC_NAMESPACE).with_name("skipped_buckets")
-    )["counters"]
-    assert sum(c.committed for c in skipped) == config.vectors.bands
+    assert semantic_counter(result, "skipped_buckets") == config.vectors.bands
 
 
 def test_revision_cosines_meet_in_a_bucket() -> None:
-    """The curve at the rule's bars, for the default settings (docs/benchmarks.md shows the
+    """The curve at the rule's bars, for the measured setting (docs/benchmarks.md shows the
     measured curve and the choice)."""
-    lsh = SemanticConfig().vectors
+    assert not SemanticConfig().vectors.enabled  # off by default
+    lsh = VectorLSH()
     assert lsh.collision_probability(0.86) > 0.95
     assert lsh.collision_probability(0.90) > 0.995
     assert lsh.collision_probability(0.50) < 0.1

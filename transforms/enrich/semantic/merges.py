@@ -56,6 +56,13 @@ from transforms.enrich.semantic.rule import (
     combine_summaries,
     merge_group,
 )
+from transforms.enrich.semantic.vectors import (
+    VectorLSH,
+    is_vector_key,
+    sketch_bits,
+    sketch_cosine,
+    sketch_floor,
+)
 from transforms.graph.components import ConnectedComponents
 from transforms.incremental.part import UpdatePartSource, load_part
 from transforms.metrics import SEMANTIC_NAMESPACE, counter, distribution
@@ -63,10 +70,22 @@ from transforms.metrics import SEMANTIC_NAMESPACE, counter, distribution
 
 class _BucketPairs(beam.DoFn):
     """(key, cluster ids) -> every pair (a, b), a < b, of the bucket; buckets over the cap are
-    skipped (a key that many canonicals hold does not identify one paper)."""
+    skipped (a key that many canonicals hold does not identify one paper). In a bucket of a
+    vector key, a pair whose sketches put it clearly below the rule's lowest bar is dropped
+    here (counter ``sketch_dropped_pairs``): unrelated papers of one field share band keys
+    often, and verifying each such pair would ship two candidates."""
 
-    def __init__(self, max_bucket: int, update_part: UpdatePartSource | None = None) -> None:
+    def __init__(
+        self,
+        max_bucket: int,
+        update_part: UpdatePartSource | None = None,
+        vectors: VectorLSH | None = None,
+        lowest_bar: float = 0.0,
+    ) -> None:
         self._max_bucket = max_bucket
+        self._sketch_bits = sketch_bits(vectors) if vectors is not None and vectors.enabled else 0
+        self._floor = sketch_floor(lowest_bar, self._sketch_bits) if self._sketch_bits else -1.0
+        self._dropped = counter("sketch_dropped_pairs", SEMANTIC_NAMESPACE)
         self._update_part = update_part
         self._skip_names: frozenset[str] = frozenset()
         self._buckets = counter("buckets", SEMANTIC_NAMESPACE)
@@ -76,7 +95,9 @@ class _BucketPairs(beam.DoFn):
         if self._update_part is not None:
             self._skip_names = load_part(self._update_part).skip_names
 
-    def process(self, element: tuple[str, Iterable[tuple[str, bool]]]) -> Iterator[tuple[str, str]]:
+    def process(
+        self, element: tuple[str, Iterable[tuple[str, bool, int | None]]]
+    ) -> Iterator[tuple[str, str]]:
         key, members = element
         found = list(itertools.islice(members, self._max_bucket + 1))
         if len(found) < 2:
@@ -87,9 +108,19 @@ class _BucketPairs(beam.DoFn):
         self._buckets.inc()
         # A title-run bucket pairs a whole title with the titles holding it; two titles that
         # only share a run are no evidence (every other kind of key holds for all members).
-        for (a, whole_a), (b, whole_b) in itertools.combinations(sorted(found), 2):
-            if whole_a or whole_b:
-                yield a, b
+        for (a, whole_a, sketch_a), (b, whole_b, sketch_b) in itertools.combinations(
+            sorted(found), 2
+        ):
+            if not (whole_a or whole_b):
+                continue
+            if (
+                sketch_a is not None
+                and sketch_b is not None
+                and sketch_cosine(sketch_a, sketch_b, self._sketch_bits) < self._floor
+            ):
+                self._dropped.inc()
+                continue
+            yield a, b
 
 
 def _with_first(
@@ -128,12 +159,14 @@ class _VerifyPairs(beam.DoFn):
                     yield first.cluster_id, second.cluster_id
 
 
-def _blocking_keys(c: Candidate) -> Iterator[tuple[str, tuple[str, bool]]]:
-    """(key, (cluster id, whether the key pairs with every holder)): all keys do but the
-    runs of the candidate's title that are not its whole title."""
+def _blocking_keys(c: Candidate) -> Iterator[tuple[str, tuple[str, bool, int | None]]]:
+    """(key, (cluster id, whether the key pairs with every holder, the vector's sketch for a
+    vector key)): all keys pair with every holder but the runs of the candidate's title that
+    are not its whole title."""
     runs = title_run_keys(c.view) if c.view is not None else {}
     for key in sorted(c.names):
-        yield key, (c.cluster_id, not runs.get(key, False))
+        signs = c.sketch if is_vector_key(key) else None
+        yield key, (c.cluster_id, not runs.get(key, False), signs)
 
 
 def _labelled(element: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[tuple[str, Candidate]]:
@@ -181,7 +214,10 @@ class RevisionMerges(beam.PTransform):
             candidates
             | "BlockingKeys" >> beam.FlatMap(_blocking_keys)
             | "GroupByKey" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.ParDo(_BucketPairs(cfg.max_bucket, self._update_part))
+            | "BucketPairs"
+            >> beam.ParDo(
+                _BucketPairs(cfg.max_bucket, self._update_part, cfg.vectors, cfg.lowest_bar)
+            )
             | "DistinctPairs" >> beam.Distinct()
         )
         with_first = (

@@ -28,7 +28,7 @@ import numpy as np
 
 from transforms.dedup.clusters import SEMANTIC, canonical_sort_key, check_policy, date_span
 from transforms.enrich.semantic.evidence import PaperView, blocking_keys, evidence, paper_view
-from transforms.enrich.semantic.vectors import VectorLSH, vector_keys
+from transforms.enrich.semantic.vectors import VectorLSH, sketch, vector_keys
 from transforms.records import Record
 
 # The cosine-alone bar: distinct papers reach 0.879 (seed dumps) and 0.878 (generated) in
@@ -66,8 +66,9 @@ class SemanticConfig:
     canonical_policy: str = "earliest"
     max_bucket: int = DEFAULT_MAX_BUCKET
     component_rounds: int = 8
-    # band keys of the embeddings, blocking pairs that share no name (vectors.py)
-    vectors: VectorLSH = VectorLSH()
+    # band keys of the embeddings, blocking pairs that share no name (vectors.py); off by
+    # default: their candidate pairs grow too fast with the corpus (docs/design.md)
+    vectors: VectorLSH = VectorLSH(bands=0)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -112,6 +113,7 @@ class Candidate:
     names: frozenset[str]  # blocking keys (evidence.blocking_keys)
     embedding: np.ndarray = field(repr=False)
     view: PaperView | None = field(default=None, repr=False)
+    sketch: int | None = field(default=None, repr=False)  # vectors.sketch, with vector keys
 
     @property
     def order(self) -> tuple[tuple[Any, ...], str]:
@@ -206,14 +208,17 @@ def candidate(
     view = paper_view(row["title"], row["abstract"])
     embedding = np.asarray(embedding, dtype=np.float32)
     names = blocking_keys(row["title"], row["abstract"], view)
+    signs = None
     if vectors is not None and vectors.enabled:
         names |= vector_keys([embedding], vectors)[0]
+        signs = sketch(embedding, vectors)
     return Candidate(
         cluster_id=row["cluster_id"],
         rank=canonical_sort_key(policy)(record),
         names=names,
         embedding=embedding,
         view=view,
+        sketch=signs,
     )
 
 

@@ -32,7 +32,9 @@ VECTOR_KEY = "v:"
 
 @dataclass(frozen=True)
 class VectorLSH:
-    """How embeddings become band keys; ``bands == 0`` turns vector blocking off."""
+    """How embeddings become band keys; ``bands == 0`` turns vector blocking off (the
+    pipeline's default, :class:`.rule.SemanticConfig`). The defaults here are the measured
+    setting to turn on (``--semantic_vector_bands 128``)."""
 
     bits: int = 20
     bands: int = 128
@@ -93,3 +95,38 @@ def vector_keys(vectors: Sequence[np.ndarray] | np.ndarray, lsh: VectorLSH) -> l
 
 def is_vector_key(key: str) -> bool:
     return key.startswith(VECTOR_KEY)
+
+
+# Bits of the sketch a vector bucket's members carry (the signs of the first planes): their
+# Hamming distance estimates the angle well enough to drop, inside the bucket, the pairs far
+# below the rule's lowest bar, so the pairs shipped to exact verification stay few.
+SKETCH_BITS = 1024
+# Estimates this many standard deviations below a bar still pass it.
+SKETCH_SIGMAS = 4.0
+
+
+def sketch(vector: np.ndarray, lsh: VectorLSH) -> int:
+    """The signs of the vector's projections onto the first SKETCH_BITS planes, as one int."""
+    signs = _signs(vector, lsh)[:SKETCH_BITS]
+    return int.from_bytes(np.packbits(signs).tobytes(), "big")
+
+
+def _signs(vector: np.ndarray, lsh: VectorLSH) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float64)
+    return vector @ hyperplanes(len(vector), lsh).T > 0.0
+
+
+def sketch_bits(lsh: VectorLSH) -> int:
+    return min(SKETCH_BITS, lsh.bits * lsh.bands)
+
+
+def sketch_cosine(a: int, b: int, bits: int) -> float:
+    """The cosine two sketches estimate (SimHash: angle = pi x the share of differing signs)."""
+    return float(np.cos(np.pi * (a ^ b).bit_count() / bits))
+
+
+def sketch_floor(bar: float, bits: int) -> float:
+    """The lowest estimate a pair with cosine ``bar`` gets, SKETCH_SIGMAS deviations down."""
+    share = float(np.arccos(bar)) / np.pi
+    spread = np.sqrt(share * (1.0 - share) / bits)
+    return float(np.cos(np.pi * min(1.0, share + SKETCH_SIGMAS * spread)))
