@@ -314,7 +314,7 @@ VECTOR_SETTINGS = ((16, 64), (18, 96), (18, 128), (20, 128), (20, 176))
 CURVE_COSINES = (0.80, 0.83, 0.86, 0.90, 0.95)
 CURVE_PAIRS = 2_000
 STAGE_WORKER = "_stage-worker"
-STAGE_CANONICALS = (2_000, 5_000, 10_000)
+STAGE_CANONICALS = (5_000, 20_000, 100_000)
 # synthetic canonicals share one direction as much as the seed papers' embeddings do (mean
 # pairwise cosine 0.42 measured on them): sqrt(0.42) of the mean direction, the rest noise
 SHARED_DIRECTION = 0.42
@@ -400,7 +400,7 @@ def vector_section(results: dict[str, Any], papers: list[Paper], vectors: np.nda
                 "bits x bands",
                 "formula",
                 "measured",
-                "accepted revisions sharing",
+                "accepted revisions sharing a band key",
                 "at 100k",
                 "at 1M",
             ],
@@ -538,7 +538,7 @@ def stage_section(settings: Settings, results: dict[str, Any]) -> None:
             [
                 [
                     f"{r['canonicals']:,}",
-                    r["seconds"],
+                    f"{r['seconds']:.1f}",
                     f"{r['peak_rss_mib']:,.0f}",
                     f"{r['buckets']:,}",
                     f"{r['skipped_buckets']:,}",
