@@ -170,6 +170,7 @@ class PartVectors:
         self._root = root
         self._embed = embed
         self._lsh = semantic.vectors
+        self._handler = SentenceTransformerHandler(embed)
         self._model = None
         self._keys: dict[str, frozenset[str]] = {}  # by text key
         self._asked: set[str] = set()  # old record ids already looked at
@@ -223,11 +224,10 @@ class PartVectors:
     def _embedded(self, keys: list[str], texts: list[str]) -> dict[str, np.ndarray]:
         if not texts:
             return {}
-        handler = SentenceTransformerHandler(self._embed)
         if self._model is None:
-            self._model = handler.load_model()
+            self._model = self._handler.load_model()
         vectors = {}
-        for key, vector in zip(keys, handler.run_inference(texts, self._model), strict=True):
+        for key, vector in zip(keys, self._handler.run_inference(texts, self._model), strict=True):
             if not isinstance(vector, EmbeddingFailure):  # the job will not embed it either
                 vectors[key] = self.fresh[key] = np.asarray(vector, dtype=np.float32)
         return vectors

@@ -13,6 +13,7 @@ from transforms.enrich.semantic.rule import Candidate, SemanticConfig, cosine
 from transforms.enrich.semantic.vectors import (
     VectorLSH,
     band_codes,
+    blocking,
     hyperplanes,
     is_vector_key,
     sketch,
@@ -54,6 +55,8 @@ def test_keys_are_a_pure_function_of_the_direction() -> None:
     assert codes[0, 1] == sum(int(s) << j for j, s in enumerate(signs[0, 8:16]))
     # the same band code in two bands is two keys
     assert len(vector_keys(np.zeros((1, DIM)), lsh)[0]) == 16
+    # one projection gives both what blocks and what filters
+    assert blocking(v[0], lsh) == (keys[0], sketch(v[0], lsh))
     # a different seed draws other planes
     assert vector_keys(v, VectorLSH(bits=8, bands=16, seed=2)) != keys
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from transforms.dedup.clusters import SEMANTIC, canonical_sort_key, check_policy, date_span
 from transforms.enrich.semantic.evidence import PaperView, blocking_keys, evidence, paper_view
-from transforms.enrich.semantic.vectors import VectorLSH, sketch, vector_keys
+from transforms.enrich.semantic.vectors import VectorLSH, blocking
 from transforms.records import Record
 
 # The cosine-alone bar: distinct papers reach 0.879 (seed dumps) and 0.878 (generated) in
@@ -210,8 +210,8 @@ def candidate(
     names = blocking_keys(row["title"], row["abstract"], view)
     signs = None
     if vectors is not None and vectors.enabled:
-        names |= vector_keys([embedding], vectors)[0]
-        signs = sketch(embedding, vectors)
+        banded, signs = blocking(embedding, vectors)
+        names |= banded
     return Candidate(
         cluster_id=row["cluster_id"],
         rank=canonical_sort_key(policy)(record),

@@ -75,9 +75,18 @@ def band_codes(vectors: np.ndarray, lsh: VectorLSH) -> np.ndarray:
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
     if not lsh.enabled or len(vectors) == 0:
         return np.zeros((len(vectors), lsh.bands), dtype=np.uint32)
-    signs = vectors @ hyperplanes(vectors.shape[1], lsh).T > 0.0
+    return _codes_of(_signs(vectors, lsh), lsh)
+
+
+def _signs(vectors: np.ndarray, lsh: VectorLSH) -> np.ndarray:
+    """(n, bands * bits) signs of the projections (float64: see :func:`hyperplanes`)."""
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+    return vectors @ hyperplanes(vectors.shape[1], lsh).T > 0.0
+
+
+def _codes_of(signs: np.ndarray, lsh: VectorLSH) -> np.ndarray:
     weights = np.left_shift(np.uint64(1), np.arange(lsh.bits, dtype=np.uint64))
-    codes = signs.reshape(len(vectors), lsh.bands, lsh.bits).astype(np.uint64) @ weights
+    codes = signs.reshape(len(signs), lsh.bands, lsh.bits).astype(np.uint64) @ weights
     return codes.astype(np.uint32)
 
 
@@ -107,13 +116,17 @@ SKETCH_SIGMAS = 4.0
 
 def sketch(vector: np.ndarray, lsh: VectorLSH) -> int:
     """The signs of the vector's projections onto the first SKETCH_BITS planes, as one int."""
-    signs = _signs(vector, lsh)[:SKETCH_BITS]
-    return int.from_bytes(np.packbits(signs).tobytes(), "big")
+    return _sketch_of(_signs(vector, lsh)[0])
 
 
-def _signs(vector: np.ndarray, lsh: VectorLSH) -> np.ndarray:
-    vector = np.asarray(vector, dtype=np.float64)
-    return vector @ hyperplanes(len(vector), lsh).T > 0.0
+def blocking(vector: np.ndarray, lsh: VectorLSH) -> tuple[frozenset[str], int]:
+    """(band keys, sketch) of one vector, from one projection."""
+    signs = _signs(vector, lsh)
+    return vector_keys_of(_codes_of(signs, lsh)[0]), _sketch_of(signs[0])
+
+
+def _sketch_of(signs: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(signs[:SKETCH_BITS]).tobytes(), "big")
 
 
 def sketch_bits(lsh: VectorLSH) -> int:
