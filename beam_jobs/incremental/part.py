@@ -226,9 +226,14 @@ class PartVectors:
             return {}
         if self._model is None:
             self._model = self._handler.load_model()
+        try:
+            found = list(self._handler.run_inference(texts, self._model))
+        except Exception:  # noqa: BLE001 - one text alone the model cannot take (a batch
+            # retries text by text): the job dead-letters it too, so it has no vector
+            found = [None] * len(texts)
         vectors = {}
-        for key, vector in zip(keys, self._handler.run_inference(texts, self._model), strict=True):
-            if not isinstance(vector, EmbeddingFailure):  # the job will not embed it either
+        for key, vector in zip(keys, found, strict=True):
+            if vector is not None and not isinstance(vector, EmbeddingFailure):
                 vectors[key] = self.fresh[key] = np.asarray(vector, dtype=np.float32)
         return vectors
 
